@@ -24,6 +24,7 @@ def make_agent(name: str, *, model_url: str | list[str] | None = None, model: st
 
 def _cwm_agent(model_url, model, config, sampling, max_inflight):
     from agents.cwm.agent import CwmAgent, CwmConfig
+    from agents.cwm.texts import load_texts
     from harness.model import ModelClient
     from harness.serve import request_defaults_for
 
@@ -34,7 +35,7 @@ def _cwm_agent(model_url, model, config, sampling, max_inflight):
     client.check()
     client.request_defaults = request_defaults_for(client.model)
     renderer = _renderer(config.tokenizer or client.model_root, client.model) if config.token_exact else None
-    return CwmAgent(client, config, renderer)
+    return CwmAgent(client, config, renderer, load_texts(config.cwm_source))
 
 
 def _renderer(tokenizer_path: str | None, model: str):

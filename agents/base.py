@@ -25,7 +25,8 @@ class TrialEnv:
 
 class AgentResult(BaseModel):
     exit_status: ExitStatus
-    submitted_patch: str | None = None  # the last successful submission; else the work tree's diff is graded
+    submitted_patch: str | None = None  # the last successful submission
+    graded: bool = False  # the episode ended so that its submission is graded (CWM: a final reply after a submit)
     turns: int = 0
     format_errors: int = 0
     usage: Usage = Field(default_factory=Usage)

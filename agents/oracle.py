@@ -16,6 +16,7 @@ REFERENCE_PATH = "/tmp/cwm-eval-reference"
 class OracleAgent:
     name = "oracle"
     model = None
+    grades_worktree = True  # it applies the reference in the work tree
 
     async def solve(self, env: TrialEnv) -> AgentResult:
         reference = env.suite.reference_solution(env.task)
@@ -27,13 +28,14 @@ class OracleAgent:
         result = await asyncio.to_thread(env.session.run, command, reference.timeout)
         env.trajectory.write(event("message", role="tool: bash", command=command, content=result.output,
                                    exit_code=result.exit_code))
-        return AgentResult(exit_status=ExitStatus.ORACLE, turns=1)
+        return AgentResult(exit_status=ExitStatus.ORACLE, turns=1, graded=True)
 
 
 class NopAgent:
     name = "nop"
     model = None
+    grades_worktree = True
 
     async def solve(self, env: TrialEnv) -> AgentResult:
         env.trajectory.write(event("end", exit_status=ExitStatus.NO_ACTION.value))
-        return AgentResult(exit_status=ExitStatus.NO_ACTION)
+        return AgentResult(exit_status=ExitStatus.NO_ACTION, graded=True)

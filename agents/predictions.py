@@ -16,4 +16,4 @@ class PredictionsAgent:
 
     async def solve(self, env: TrialEnv) -> AgentResult:
         patch = self.predictions[env.task.id].get("model_patch") or None
-        return AgentResult(exit_status=ExitStatus.SUBMITTED, submitted_patch=patch)
+        return AgentResult(exit_status=ExitStatus.SUBMITTED, submitted_patch=patch, graded=True)

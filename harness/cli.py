@@ -38,7 +38,18 @@ def run(
     output: Path = typer.Option(Path("results"), help="results folder"),
     max_turns: int = typer.Option(128, min=1),
     command_timeout: float = typer.Option(120.0, help="seconds per bash command"),
-    trial_timeout: float = typer.Option(3600.0, help="wall-clock seconds for the agent phase of a trial"),
+    trial_timeout: float = typer.Option(7200.0, help="wall-clock seconds for the agent phase of a trial "
+                                                     "(CWM's sandbox lifetime)"),
+    cpus: float = typer.Option(4.0, min=0.01, help="CPUs per agent container (capped at the host's)"),
+    memory: str = typer.Option("16g", help="memory per agent container, e.g. 16g (capped at the host's)"),
+    cwm_source: Optional[Path] = typer.Option(None, help="a facebookresearch/cwm checkout: the agent uses CWM's own "
+                                                         "prompts, messages and edit/create plugins from it (default: "
+                                                         "the installed `cwm` package, else cwm-eval's own wording)"),
+    tools: str = typer.Option("bash,edit,create,submit", help="bash,edit,create,submit or bash,submit "
+                                                              "(CWM's bash-only scaffold)"),
+    strict_format: bool = typer.Option(False, help="CWM's training mode: the first format error ends the episode"),
+    grade_worktree: bool = typer.Option(False, help="grade the work tree's diff when nothing was submitted, "
+                                                    "however the episode ended (not CWM's protocol)"),
     temperature: float = typer.Option(1.0),
     top_p: float = typer.Option(0.95),
     network: bool = typer.Option(False, help="let the agent reach the network"),
@@ -79,10 +90,12 @@ def run(
     from agents.cwm.agent import CwmConfig
     from harness.config import RunConfig, default_run_id
     from harness.model import Sampling
+    from harness.sandbox import Limits, memory_bytes
     from tasks import load_suite
     from tasks.terminal_bench.images import parse_image_map
 
     images = parse_image_map(image_map)
+    memory_bytes(memory)
     urls = model_urls(model_url)
     if executor not in ("local", "ray"):
         raise UserError(f"unknown --executor {executor!r}; use local or ray")
@@ -94,10 +107,12 @@ def run(
         trial_timeout=trial_timeout, network=network, agent_timeout_multiplier=agent_timeout_multiplier,
         test_timeout_multiplier=test_timeout_multiplier, image_map=images, executor=executor,
         ray_address=ray_address, max_starting_containers=max_starting_containers,
-        max_model_requests=max_model_requests,
+        max_model_requests=max_model_requests, grade_worktree=grade_worktree,
+        limits=Limits(cpus=cpus, memory=memory),
         cwm=CwmConfig(max_turns=max_turns, command_timeout=command_timeout, token_exact=token_exact,
                       logprobs=logprobs, tokenizer=tokenizer, max_action_len=max_tokens_per_turn,
-                      context_size=context_size),
+                      context_size=context_size, tools=parse_tools(tools), strict_format=strict_format,
+                      cwm_source=resolve_cwm_source(cwm_source)),
         sampling=Sampling(temperature=temperature, top_p=top_p),
     )
     the_suite = load_suite(suite, dataset, split=split, filter=filter, limit=limit, shuffle=shuffle, seed=seed,
@@ -118,6 +133,26 @@ def run(
         run_codegen(config, the_suite, tasks, make_agent(**spec), console)
         return
     execute(config, the_suite, tasks, make_agent(**spec), spec)
+
+
+def parse_tools(value: str) -> list[str]:
+    from agents.cwm.texts import check_tools
+
+    tools = [name.strip() for name in value.split(",") if name.strip()]
+    check_tools(tools)
+    return tools
+
+
+def resolve_cwm_source(path: Path | None) -> Path | None:
+    """--cwm-source, else an installed `cwm` package's checkout; the texts are loaded now so errors come early."""
+    from agents.cwm.cwm_source import find_cwm_source
+    from agents.cwm.texts import load_texts
+
+    path = path or find_cwm_source()
+    if path is not None:
+        load_texts(path)
+        return path.resolve()
+    return None
 
 
 def model_urls(values: list[str]) -> list[str] | str | None:
@@ -187,6 +222,11 @@ def execute(config, suite, tasks, agent, agent_spec: dict | None = None) -> list
         runner.executor = RayExecutor(runner, agent_spec or {"name": agent.name}, config.ray_address)
     results = run_interruptible(runner, tasks, progress, config.run_id)
     console.print(summary_table(results, f"{config.run_id} ({config.suite}, {agent.name})"))
+    texts = getattr(agent, "texts", None)
+    if texts is not None and not texts.comparable:
+        console.print("[yellow]note:[/] the agent used cwm-eval's own wording of CWM's prompts and messages, so these "
+                      "numbers are not comparable to CWM's; pass --cwm-source DIR (a facebookresearch/cwm checkout) "
+                      "to use CWM's own texts")
     finalize = getattr(suite, "finalize", None)
     if finalize is not None:  # the suite's own formats (SWE-bench: predictions, run report, gold failures)
         for line in finalize(run_dir, results, tasks):
@@ -262,7 +302,7 @@ def clean() -> None:
     console.print(f"removed {containers} containers and {networks} networks")
 
 
-from harness import cli_grade, cli_report, cli_tasks  # noqa: E402, F401  (each registers its commands)
+from harness import cli_grade, cli_prompt, cli_report, cli_tasks  # noqa: E402, F401  (each registers its commands)
 from trainer import cli as trainer_cli  # noqa: E402, F401  (registers `train`)
 
 

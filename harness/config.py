@@ -27,7 +27,8 @@ class RunConfig(BaseModel):
     concurrency: int = Field(2, ge=1)
     run_id: str
     output: Path = Path("results")
-    trial_timeout: float = Field(3600.0, gt=0)  # wall-clock limit of the agent phase
+    trial_timeout: float = Field(7200.0, gt=0)  # wall-clock limit of the agent phase (CWM's sandbox lifetime)
+    grade_worktree: bool = False  # grade the work tree's diff when nothing was submitted, however the episode ended
     agent_timeout_multiplier: float = Field(1.0, gt=0)  # scales a task's own agent timeout
     test_timeout_multiplier: float = Field(1.0, gt=0)  # scales a task's own test timeout
     image_map: dict[str, str] = Field(default_factory=dict)  # FROM=TO rewrites of task images (Terminal-Bench)

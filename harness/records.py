@@ -12,11 +12,12 @@ from pydantic import BaseModel, Field
 class ExitStatus(str, Enum):
     """Why the agent stopped."""
 
-    SUBMITTED = "submitted"  # submitted, then ended with a final response
-    SUBMITTED_NO_SUMMARY = "submitted_no_summary"  # submitted, then hit a limit before the summary
+    SUBMITTED = "submitted"  # submitted, then ended with a final response: the only ending that is graded
+    SUBMITTED_NO_SUMMARY = "submitted_no_summary"  # (records of earlier versions only)
     TURN_LIMIT = "turn_limit"
     CONTEXT_LIMIT = "context_limit"
-    FORMAT_ERROR_LIMIT = "format_error_limit"
+    FORMAT_ERROR_LIMIT = "format_error_limit"  # (records of earlier versions only)
+    FORMAT_ERROR = "format_error"  # --strict-format (CWM's training mode): the first format error ends it
     TIMEOUT = "timeout"  # the trial's wall-clock limit
     ORACLE = "oracle"  # the reference solution was applied
     NO_ACTION = "no_action"  # an agent that does nothing

@@ -21,16 +21,17 @@ from agents.base import Agent, AgentResult, TrialEnv
 from harness.config import RunConfig
 from harness.index import ResultsIndex
 from harness.records import ExitStatus, Outcome, TrialResult
-from harness.sandbox import CURRENT_TRIAL, Sandbox, remove_labelled
+from harness.sandbox import CURRENT_TRIAL, Sandbox, host_capped, remove_labelled
+from harness.session import BashSession, find_plugin_python, start_script
 from harness.store import RunStore, Trajectory
-from tasks.base import Suite, Task
+from tasks.base import Suite, Task, Verdict
 
 MAX_PATCH_BYTES = 5_000_000
 
 
 def environment_info() -> dict:
     versions = {}
-    for package in ("cwm-eval", "swebench", "openai", "docker", "pexpect"):
+    for package in ("cwm-eval", "swebench", "openai", "docker"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -53,12 +54,27 @@ def patch_note(patch: str) -> str | None:
 def config_label(config: RunConfig) -> str:
     """What distinguishes one agent configuration from another, in a few words."""
     if config.agent != "cwm":
-        return config.agent
+        return config.agent + (" grade-worktree" if config.grade_worktree else "")
     cwm, sampling = config.cwm, config.sampling
     parts = [f"cwm T={sampling.temperature:g} top_p={sampling.top_p:g} turns={cwm.max_turns}"]
+    if cwm.tools != ["bash", "edit", "create", "submit"]:
+        parts.append(f"tools={','.join(cwm.tools)}")
     if cwm.token_exact:
         parts.append("token-exact")
+    if cwm.strict_format:
+        parts.append("strict-format")
+    if config.grade_worktree:
+        parts.append("grade-worktree")
+    parts.append("texts=cwm" if cwm.cwm_source else "texts=cwm-eval (not comparable to CWM)")
     return " ".join(parts)
+
+
+def texts_info(agent) -> dict | None:
+    """Whose prompts and messages the agent used: only CWM's own make the numbers comparable to CWM's."""
+    texts = getattr(agent, "texts", None)
+    if texts is None:
+        return None
+    return {"origin": texts.origin, "comparable_to_cwm": texts.comparable}
 
 
 class Phases:
@@ -88,6 +104,7 @@ class Runner:
         self.on_result = on_result or (lambda result: None)
         self._image_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._starting: asyncio.Semaphore | None = None  # containers starting at once (made in the loop)
+        self.limits = host_capped(config.limits)
 
     def plan(self, tasks: list[Task]) -> tuple[list[tuple[Task, int]], list[TrialResult]]:
         """Trials still to run, and the results of those already finished (resume)."""
@@ -107,6 +124,8 @@ class Runner:
         self.store.write_run({
             "run_id": self.config.run_id, "started_at": time.time(), "model": self.agent.model,
             "agent": self.agent.name, "config": self.config.model_dump(mode="json"), **environment_info(),
+            "texts": texts_info(self.agent), "grade_worktree": self.grades_worktree,
+            "resources": {"trial_timeout": self.config.trial_timeout, **self.limits.model_dump()},
         })
         for result in done:
             self.on_result(result)
@@ -166,13 +185,13 @@ class Runner:
         with phases("start"):
             async with self._starting:
                 sandbox = await asyncio.to_thread(Sandbox.start, task.image, workdir=task.workdir,
-                                                  limits=self.config.limits,
+                                                  limits=self.limits,
                                                   network=task.network or self.config.network)
         session = None
         try:
             with phases("setup"):
                 await asyncio.to_thread(self.suite.setup, task, sandbox)
-                session = await asyncio.to_thread(sandbox.session, self.config.cwm.command_timeout)
+                session = await asyncio.to_thread(self.start_session, task, sandbox)
             env = TrialEnv(task=task, suite=self.suite, sandbox=sandbox, session=session, trajectory=trajectory)
             with phases("agent"):
                 try:
@@ -181,12 +200,13 @@ class Runner:
                     agent_result = AgentResult(exit_status=ExitStatus.TIMEOUT)
             session.close()
             with phases("collect"):
-                patch = agent_result.submitted_patch or await asyncio.to_thread(sandbox.git_diff, task.base_commit)
+                patch = agent_result.submitted_patch or ""
+                if not patch and self.grades_worktree:
+                    patch = await asyncio.to_thread(sandbox.git_diff, task.base_commit)
             note = patch_note(patch)
-            graded = "" if len(patch.encode()) > MAX_PATCH_BYTES else patch  # recorded with its note, not graded
             log_dir = self.store.trial_dir(task.id, attempt) / "verifier"
             with phases("verify"):  # a suite that grades in place uses the agent's container, still running
-                verdict = await asyncio.to_thread(self.suite.verify, task, graded, log_dir, sandbox)
+                verdict = await asyncio.to_thread(self.grade, task, agent_result, patch, log_dir, sandbox)
         finally:
             if session is not None:
                 session.close()
@@ -199,6 +219,32 @@ class Runner:
                             reward=verdict.reward, turns=agent_result.turns, format_errors=agent_result.format_errors,
                             usage=agent_result.usage, patch=patch, patch_note=note, verifier=verdict.details,
                             error=verdict.infra_error, phases=phases.seconds)
+
+    @property
+    def grades_worktree(self) -> bool:
+        """The work tree's diff stands in for a missing submission: opted in, or an agent that edits in place."""
+        return self.config.grade_worktree or getattr(self.agent, "grades_worktree", False)
+
+    def grade(self, task: Task, agent_result: AgentResult, patch: str, log_dir: Path, sandbox: Sandbox) -> Verdict:
+        """CWM's protocol: a submission is graded only when the episode ended after it as CWM ends it.
+
+        Suites graded on the container's final state (Terminal-Bench) are graded however the episode ended, as their
+        own harness does. An empty patch fails without running the tests; an oversized one is recorded, not graded.
+        """
+        final_state = getattr(self.suite, "grading", "submission") == "final_state"
+        if not (final_state or agent_result.graded or self.grades_worktree):
+            return Verdict(resolved=False, reward=0.0, details={
+                "graded": False, "reason": f"the episode ended with {agent_result.exit_status.value}, not with a "
+                                           "final reply after a submission"})
+        if not final_state and not patch.strip():
+            return Verdict(resolved=False, reward=0.0, details={"graded": False, "reason": "empty patch"})
+        graded = "" if len(patch.encode()) > MAX_PATCH_BYTES else patch  # recorded with its note, not graded
+        return self.suite.verify(task, graded, log_dir, sandbox)
+
+    def start_session(self, task: Task, sandbox: Sandbox) -> BashSession:
+        """The agent's shell, started as CWM starts it (the same script again at every restart)."""
+        script = start_script(task.workdir, task.startup, find_plugin_python(sandbox))
+        return sandbox.session(self.config.cwm.command_timeout, start_script=script)
 
     def agent_timeout(self, task: Task) -> float:
         """The task's own agent limit (scaled), capped by the run's per-trial limit."""

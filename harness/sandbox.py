@@ -16,6 +16,7 @@ from swebench.harness.docker_utils import exec_run_with_timeout
 
 from harness.errors import UserError
 from harness.session import BashSession
+from harness.session import start_script as build_start_script
 
 LABEL = "cwm-eval"  # every container and network we make carries this label
 RUN_LABEL = "cwm-eval.run"
@@ -26,9 +27,39 @@ CURRENT_TRIAL: ContextVar[tuple[str, str]] = ContextVar("cwm_eval_trial", defaul
 
 
 class Limits(BaseModel):
-    cpus: float = 2.0
-    memory: str = "4g"
+    """CWM's evaluation sandbox: up to 4 CPUs and 16 GiB (capped at what the host has)."""
+
+    cpus: float = 4.0
+    memory: str = "16g"
     pids: int = 4096
+
+
+def memory_bytes(text: str) -> int:
+    """Docker's memory notation (512m, 16g, 1073741824) in bytes; a clear error otherwise."""
+    units = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+    value = text.strip().lower()
+    number, unit = (value[:-1], value[-1]) if value and value[-1] in units else (value, "b")
+    try:
+        amount = float(number)
+    except ValueError:
+        raise UserError(f"--memory {text!r}: use a size such as 16g, 512m or 1073741824") from None
+    if amount <= 0:
+        raise UserError(f"--memory {text!r} must be more than 0")
+    return int(amount * units[unit])
+
+
+@lru_cache(maxsize=1)
+def host_resources() -> tuple[float, int]:
+    """The Docker host's CPUs and memory in bytes."""
+    info = docker_client().info()
+    return float(info.get("NCPU") or 1), int(info.get("MemTotal") or 2**62)
+
+
+def host_capped(limits: Limits) -> Limits:
+    """The limits, lowered to the Docker host's CPUs and memory where they ask for more."""
+    cpus, memory = host_resources()
+    return limits.model_copy(update={"cpus": min(limits.cpus, cpus),
+                                     "memory": str(min(memory_bytes(limits.memory), memory))})
 
 
 class ExecResult(BaseModel):
@@ -70,7 +101,7 @@ class Sandbox:
         network: bool = False,
         env: dict[str, str] | None = None,
     ) -> Sandbox:
-        limits = limits or Limits()
+        limits = host_capped(limits or Limits())
         run_id, trial = CURRENT_TRIAL.get()
         container = docker_client().containers.run(
             image,
@@ -91,9 +122,12 @@ class Sandbox:
     def id(self) -> str:
         return self.container.id
 
-    def session(self, timeout: float = 120.0, output_cap: int | None = None) -> BashSession:
+    def session(self, timeout: float = 120.0, output_cap: int | None = None,
+                start_script: str | None = None) -> BashSession:
+        """A started CWM-style shell session; `start_script` reruns on every (re)start (default: CWM's, for workdir)."""
         kwargs = {"output_cap": output_cap} if output_cap else {}
-        session = BashSession(self.id, workdir=self.workdir, timeout=timeout, **kwargs)
+        script = build_start_script(self.workdir) if start_script is None else start_script
+        session = BashSession(self.id, workdir=self.workdir, timeout=timeout, start_script=script, **kwargs)
         session.start()
         return session
 

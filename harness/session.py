@@ -1,70 +1,254 @@
-"""A persistent bash session inside a container, driven over pexpect.
+"""A persistent bash session inside a container that behaves as CWM's shell session.
 
-One `docker exec -i <container> bash` stays open for the whole trial, so a command costs one
-round trip through the existing stream instead of a new `docker exec` (mini-swe-agent's way).
-Each command is followed by a sentinel line carrying its exit code and the shell's cwd.
+The shell is `docker exec -i -w / CONTAINER /bin/bash`: a plain non-interactive bash reading commands from a pipe,
+stderr merged into stdout. After every (re)start a start script runs through the same protocol, its output
+discarded and its failures ignored (see `start_script`).
+
+Protocol, as CWM's: send `command.rstrip() + "\\n"`, then a line saving `$?`, then a sentinel echo; read until the
+buffer holds the sentinel; the output is the bytes before its last occurrence, decoded as UTF-8 with invalid bytes
+dropped. Commands that read stdin (`cat` with no arguments) swallow the protocol lines and time out, as in CWM.
+Here the sentinel carries a random per-shell token and the exit status (no second round trip), plus the
+container's last allocated pid and uptime, which the clean-up after an error uses.
+
+Any error (timeout, too much output, the shell exited, a broken pipe) ends the session; the next `run` starts a
+fresh bash and reruns the start script, so cwd and exported variables are reset. Unlike CWM, which only SIGTERMs
+bash, the clean-up kills every process the failed command started (setsid and nohup ones included, with bash
+builtins and /proc only, so images without `ps` work) and leaves processes of earlier commands running; if it
+cannot run in the container (a fork bomb filled the pid limit) the container is restarted (`docker restart -t 0`,
+its file system survives).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import select
 import shlex
 import subprocess
+import threading
 import time
-import tty
+from typing import Literal
 
-import pexpect
 from pydantic import BaseModel
 
 DEFAULT_TIMEOUT = 120.0
-OUTPUT_CAP = 480 * 1024  # CWM's shell output buffer
+OUTPUT_CAP = 480 * 1024  # CWM's max_buffer_size: 491,520 bytes
+MIN_START_TIMEOUT = 30.0  # the start script (source ~/.bashrc, startup commands) gets at least this long
+KILL_TIMEOUT = 20.0  # the in-container clean-up; past it the container is restarted
+RESTART_TIMEOUT = 120.0
 
-TOO_MUCH_OUTPUT = (
-    "The current session has terminated because your previous command produced too much output. "
-    "A fresh session has started with the current working directory reset to default."
-)
-SHELL_EXITED = (
-    "The current session has terminated because the shell exited. "
-    "A fresh session has started with the current working directory reset to default."
-)
+# CWM's first start-script line (default_configs.py): failures anywhere in this `&&` chain are ignored
+ULIMIT_KB = 12 * 1024 * 1024
+THREAD_LIMIT = 65536
+PLUGIN_PYTHON_CANDIDATES = ("/opt/miniconda3/bin/python3", "/usr/bin/python3", "/usr/local/bin/python3", "python3")
+
+ErrorType = Literal["none", "timeout", "too_long", "exit", "broken_pipe", "other"]
+
+TAG_VAR = "__CWM_CMD_ID"  # exported right before each command: its processes carry it in /proc/PID/environ
+EXIT_CODE_VAR = "__EXIT_CODE__"  # CWM's name for the saved `$?`
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def timeout_notice(seconds: float) -> str:
-    return (
-        f"The command timed out after {seconds:g} seconds and was killed. "
-        "The session is still running."
+def start_script(workdir: str, startup: str = "", plugin_python: str = "python3") -> str:
+    """CWM's session start script: environment line, the task's startup commands, then `cd workdir`."""
+    first = (
+        f"export PYPLUGIN_PYTHON_PATH={shlex.quote(plugin_python)} && export LC_ALL=en_US.UTF-8 && "
+        f"export LANG=en_US.UTF-8 && source ~/.bashrc && ulimit -v {ULIMIT_KB} && ulimit -d {ULIMIT_KB} && "
+        f"ulimit -u {THREAD_LIMIT}"
     )
+    return f"{first}\n{startup}\ncd {shlex.quote(workdir)}"
 
 
-def restarted_after_timeout(seconds: float) -> str:
-    return (
-        f"The current session has terminated because your previous command did not finish within "
-        f"{seconds:g} seconds. A fresh session has started with the current working directory "
-        "reset to default."
-    )
+_build_start_script = start_script  # BashSession's constructor argument has the same name
+
+_FIND_PYTHON = (
+    "for p in " + " ".join(shlex.quote(c) for c in PLUGIN_PYTHON_CANDIDATES) + "; do "
+    'if command -v "$p" >/dev/null 2>&1 && '
+    '"$p" -c "import sys; sys.exit(0 if sys.version_info >= (3, 6) else 1)" >/dev/null 2>&1; '
+    'then echo "$p"; exit 0; fi; done; echo python3'
+)
+
+
+def find_plugin_python(sandbox) -> str:
+    """The Python that runs the edit/create plugins: the first candidate that exists and is >= 3.6.
+
+    SWE-bench images' own testbed Python can be older, so the plugins need a pinned one. One docker exec.
+    """
+    try:
+        result = sandbox.exec(_FIND_PYTHON, workdir="/")
+    except Exception:  # noqa: BLE001 - a missing answer falls back to PATH's python3
+        return "python3"
+    lines = (result.output or "").strip().splitlines()
+    found = lines[-1].strip() if lines else ""
+    return found if found in PLUGIN_PYTHON_CANDIDATES else "python3"
 
 
 class CommandResult(BaseModel):
+    """One command's result. On an error `output` holds the raw partial buffer and `exit_code` is None."""
+
     output: str
     exit_code: int | None = None
-    timed_out: bool = False
-    restarted: bool = False
-    notice: str | None = None
+    error: ErrorType = "none"
     seconds: float = 0.0
 
-    def feedback(self) -> str:
-        """What the agent sees: the output, then any notice from the session."""
-        parts = [self.output.rstrip("\n")] if self.output.strip() else []
-        if self.notice:
-            parts.append(self.notice)
-        elif self.exit_code not in (0, None):
-            parts.append(f"[exit code: {self.exit_code}]")
-        return "\n".join(parts)
+    @property
+    def ok(self) -> bool:
+        return self.error == "none"
+
+    @property
+    def restarted(self) -> bool:
+        """The session ended with this command; the next one runs in a fresh shell."""
+        return not self.ok
 
 
 class SessionDied(Exception):
-    """The shell process went away while a command was running."""
+    """The shell could not be started (or its start script ended it)."""
+
+
+# Kill what the failed command started. Arguments: the session's bash pid, the command's tag, and the
+# last pid / uptime tick the container had when the previous command ended. Victims:
+# - the session's bash;
+# - every process whose environment carries the command's tag (what it exec'd, setsid/nohup ones too);
+# - untagged processes (forked subshells of bash, `env -i` children) created after the previous command
+#   ended (pid above its last pid and started no earlier than its tick) that descend from the session's
+#   bash or were orphaned to pid 1 (not other `docker exec`s, whose tree ends at pid 0).
+# Repeated until a pass finds nothing; exit 1 if processes keep appearing, 3 if there are too many to scan
+# (a fork bomb: the caller restarts the container). Bash builtins only: no ps, no fork.
+_KILL_SCRIPT = r"""
+B=$1 TAG=$2 L=$3 T=$4 me=$$
+declare -A pp st
+all=(/proc/[0-9]*)
+[ "${#all[@]}" -gt 3000 ] && exit 3  # a fork bomb: the caller restarts the container instead
+[ -n "$B" ] && kill -KILL "$B" 2>/dev/null
+pass=0
+while [ "$pass" -lt 12 ]; do
+  pass=$((pass + 1))
+  pids=()
+  pp=()
+  st=()
+  for d in /proc/[0-9]*; do
+    p=${d#/proc/}
+    [ "$p" = "$me" ] && continue
+    line=
+    { read -r line < "$d/stat"; } 2>/dev/null
+    [ -n "$line" ] || continue
+    rest=${line##*) }
+    set -f; set -- $rest; set +f
+    [ "$1" = Z ] && continue
+    pids+=("$p")
+    pp[$p]=$2
+    st[$p]=${20}
+  done
+  victims=()
+  for p in "${pids[@]}"; do
+    has=0 hit=0
+    while IFS= read -r -d '' e; do
+      case $e in __CWM_CMD_ID=*) has=1; [ "$e" = "__CWM_CMD_ID=$TAG" ] && hit=1; break;; esac
+    done 2>/dev/null < "/proc/$p/environ"
+    if [ "$hit" = 1 ]; then victims+=("$p"); continue; fi
+    [ "$has" = 0 ] && [ "$L" -ge 0 ] && [ "$p" -gt "$L" ] && [ "$p" != 1 ] && [ "${st[$p]:-0}" -ge "$T" ] || continue
+    q=$p n=0
+    while [ -n "$q" ] && [ "$q" != 0 ] && [ "$q" != 1 ] && [ "$q" != "$B" ] && [ "$n" -lt 500 ]; do
+      q=${pp[$q]}
+      n=$((n + 1))
+    done
+    if [ "$q" = 1 ] || { [ -n "$B" ] && [ "$q" = "$B" ]; }; then victims+=("$p"); fi
+  done
+  [ "${#victims[@]}" = 0 ] && exit 0
+  kill -KILL "${victims[@]}" 2>/dev/null
+done
+exit 1
+"""
+
+
+_PIDS_CGROUP_DIRS = (  # where the Docker host keeps a container's pids cgroup (v1/v2, cgroupfs/systemd drivers)
+    "/sys/fs/cgroup/pids/docker/{id}",
+    "/sys/fs/cgroup/docker/{id}",
+    "/sys/fs/cgroup/system.slice/docker-{id}.scope",
+    "/sys/fs/cgroup/pids/system.slice/docker-{id}.scope",
+)
+
+
+def _pids_nearly_full(container_id: str) -> bool:
+    """Whether the container's process count is at its pids limit, read from the host's cgroup files.
+
+    False where they cannot be read (a remote Docker host, a short id): the in-container kill still runs and a
+    container restart remains the fallback.
+    """
+    for pattern in _PIDS_CGROUP_DIRS:
+        folder = pattern.format(id=container_id)
+        try:
+            with open(f"{folder}/pids.current") as f:
+                current = int(f.read())
+            with open(f"{folder}/pids.max") as f:
+                limit = f.read().strip()
+        except (OSError, ValueError):
+            continue
+        cap = int(limit) if limit.isdigit() else 32768
+        return current >= cap - max(8, cap // 64)
+    return False
+
+
+def _write(fd: int, data: memoryview) -> int:
+    """Write what a non-blocking pipe takes now (a long command goes in pieces while output is read)."""
+    try:
+        return os.write(fd, data)
+    except BlockingIOError:
+        return 0
+
+
+class _Shell:
+    """One `docker exec ... /bin/bash` and what the clean-up needs to know about it."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.stdin = proc.stdin.fileno()
+        self.stdout = proc.stdout.fileno()
+        os.set_blocking(self.stdin, False)
+        self.poller = select.poll()
+        self.poller.register(self.stdout, select.POLLIN)
+        self.token = secrets.token_hex(12)
+        self.sentinel = re.compile(rb"<<cwm:" + self.token.encode() + rb">(-?\d+):(\d*):(\d*)\.?(\d*)>>\n")
+        # Protocol lines run in `{ ...; } 2>/dev/null` groups, so under `set -x` their traces go nowhere (and the
+        # sentinel is assembled by printf, so no trace or echo of the input could contain it).
+        self.sentinel_command = (
+            "{ __cwm_lp=; __cwm_up=; builtin read -r __cwm_lp </proc/sys/kernel/ns_last_pid; "
+            "builtin read -r __cwm_up _ </proc/uptime; "
+            f"builtin printf '<<%s%s>%s:%s:%s>>\\n' cwm: {self.token} \"${EXIT_CODE_VAR}\" "
+            "\"$__cwm_lp\" \"$__cwm_up\"; } 2>/dev/null\n"
+        )
+        self.counter = 0
+        self.bash_pid: int | None = None
+        self.tag = ""  # the command in flight (or the last one)
+        self.last_pid = -1  # the container's last allocated pid when the previous command ended
+        self.last_tick = 0  # and its uptime, in clock ticks
+        self.busy = False
+        self.lock = threading.Lock()
+        self.stream_closed = False
+        self.cleaned = False
+
+    def close_stream(self) -> None:
+        """Kill the host-side docker CLI (the in-container bash then reads EOF and exits when idle)."""
+        with self.lock:
+            if self.stream_closed:
+                return
+            self.stream_closed = True
+        try:
+            self.proc.kill()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def release_fds(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
 
 
 class BashSession:
@@ -77,144 +261,213 @@ class BashSession:
         workdir: str = "/",
         timeout: float = DEFAULT_TIMEOUT,
         output_cap: int = OUTPUT_CAP,
+        start_script: str | None = None,
+        start_timeout: float | None = None,
         docker_bin: str = "docker",
     ):
         self.container_id = container_id
         self.workdir = workdir
         self.timeout = timeout
         self.output_cap = output_cap
+        self.start_script = _build_start_script(workdir) if start_script is None else start_script
+        self.start_timeout = max(timeout, MIN_START_TIMEOUT) if start_timeout is None else start_timeout
         self.docker_bin = docker_bin
-        self.proc: pexpect.spawn | None = None
-        self.shell_pid: int | None = None
-        self._token = secrets.token_hex(8)
-        self._done = re.compile(rb"\n__CWM_DONE_" + self._token.encode() + rb"_(-?\d+)__\n")
+        self._shell: _Shell | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
-        argv = ["exec", "-i", "-w", self.workdir, self.container_id, "bash", "--noprofile", "--norc"]
-        self.proc = pexpect.spawn(self.docker_bin, argv, echo=False, timeout=None, maxread=65536)
-        self.proc.delaybeforesend = None  # pexpect's default adds 50 ms to every send
-        tty.setraw(self.proc.child_fd)  # no line-length limit, no \r\n, no signal characters
-        # job control puts every foreground command in its own process group, so a timeout
-        # can kill exactly that group and leave the shell alive
-        self.proc.send("exec 2>&1; set -m; export PAGER=cat GIT_PAGER=cat TERM=dumb\n")
-        result = self.run("echo $$", timeout=30)
-        if result.exit_code != 0:
-            raise SessionDied(f"could not start bash in {self.container_id[:12]}: {result.output}")
-        self.shell_pid = int(result.output.split()[-1])
+        """Start a fresh bash (ending any current one) and run the start script in it."""
+        if self._shell is not None:
+            self._end(self._shell, cleanup=False)
+        argv = [self.docker_bin, "exec", "-i", "-w", "/", self.container_id, "/bin/bash"]
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    bufsize=0, start_new_session=True)
+        except OSError as exc:
+            raise SessionDied(f"could not run {self.docker_bin}: {exc}") from None
+        shell = _Shell(proc)
+        self._shell = shell
+        # stderr into stdout inside the container, so both keep their order; then the shell's pid for the clean-up
+        hello = self._exchange(shell, "exec 2>&1\necho $$", self.start_timeout)
+        if hello.ok:
+            try:
+                shell.bash_pid = int(hello.output.split()[-1])
+            except (ValueError, IndexError):
+                hello = hello.model_copy(update={"error": "other"})
+        if not hello.ok:
+            self._end(shell, cleanup=hello.error != "exit")
+            raise SessionDied(f"could not start bash in {self.container_id[:12]} ({hello.error}): "
+                              f"{hello.output.strip()[-500:]}")
+        if self.start_script.strip():
+            started = self._exchange(shell, self.start_script, self.start_timeout)  # output discarded
+            if not started.ok:  # the script hung, flooded or ended the shell: this environment is unusable
+                self._end(shell, cleanup=started.error != "exit")
+                raise SessionDied(f"the session start script failed in {self.container_id[:12]} "
+                                  f"({started.error}): {started.output.strip()[-500:]}")
 
     def close(self) -> None:
-        if self.proc is not None:
-            self.proc.close(force=True)
-            self.proc = None
+        """End the session. A command still running (in another thread) is killed with everything it started."""
+        shell, self._shell = self._shell, None
+        if shell is None:
+            return
+        if shell.busy:
+            self._end(shell, cleanup=True, release=False)  # the running `run` releases the pipes
+        else:
+            self._end(shell, cleanup=False)
 
     def restart(self) -> None:
-        self._kill_in_container(include_shell=True)
-        self.close()
+        if self._shell is not None:
+            self._end(self._shell, cleanup=True)
         self.start()
 
     @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.isalive()
+        shell = self._shell
+        return shell is not None and shell.proc.poll() is None
 
     # -- commands ----------------------------------------------------------------
     def run(self, command: str, timeout: float | None = None) -> CommandResult:
-        """Run one command (any bash text, multi-line allowed) and wait for it."""
+        """Run one command (any bash text, multi-line allowed) and wait for it.
+
+        Starts the shell first if the previous command ended it (the start script reruns).
+        """
         timeout = self.timeout if timeout is None else timeout
-        if not self.alive:
+        if self._shell is None:
             self.start()
+        shell = self._shell
+        result = self._exchange(shell, command, timeout)
+        if not result.ok:
+            if self._shell is shell:
+                self._shell = None
+            self._end(shell, cleanup=result.error != "exit")
+        return result
+
+    def _exchange(self, shell: _Shell, command: str, timeout: float) -> CommandResult:
         started = time.monotonic()
-        # stdin from /dev/null: a command that reads stdin must not eat the sentinel
-        wrapped = f"{{\n{command}\n}} </dev/null\nprintf '\\n__CWM_DONE_{self._token}_%d__\\n' $?\n"
-        self.proc.send(wrapped)
-        try:
-            output, code = self._read_until_done(started + timeout)
-        except _TooMuchOutput as exc:
-            self.restart()
-            return CommandResult(output=exc.head, restarted=True, notice=TOO_MUCH_OUTPUT,
-                                 seconds=time.monotonic() - started)
-        except _Timeout as exc:
-            return self._after_timeout(exc.partial, timeout, started)
-        except SessionDied as exc:
-            self.close()
-            self.start()
-            return CommandResult(output=str(exc), restarted=True, notice=SHELL_EXITED,
-                                 seconds=time.monotonic() - started)
-        return CommandResult(output=output, exit_code=code, seconds=time.monotonic() - started)
-
-    def _read_until_done(self, deadline: float) -> tuple[str, int]:
+        shell.counter += 1
+        shell.tag = f"{shell.token}.{shell.counter}"
+        shell.busy = True
         buf = bytearray()
-        search_from = 0
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _Timeout(_decode(buf))
-            try:
-                chunk = self.proc.read_nonblocking(65536, timeout=min(remaining, 1.0))
-            except pexpect.TIMEOUT:
-                continue
-            except pexpect.EOF:
-                raise SessionDied(_decode(buf)) from None
-            buf += chunk
-            match = self._done.search(buf, max(0, search_from - 64))
-            if match:
-                return _decode(buf[: match.start()]), int(match.group(1))
-            search_from = len(buf)
-            if len(buf) > self.output_cap:
-                raise _TooMuchOutput(_decode(buf[:4096]))
-
-    def _after_timeout(self, partial: str, timeout: float, started: float) -> CommandResult:
-        """Kill the command's processes; if the shell does not come back, restart it."""
-        self._kill_in_container(include_shell=False)
         try:
-            output, code = self._read_until_done(time.monotonic() + 3.0)
-            return CommandResult(output=partial + output, exit_code=code, timed_out=True,
-                                 notice=timeout_notice(timeout), seconds=time.monotonic() - started)
-        except (_Timeout, _TooMuchOutput, SessionDied):
-            self.restart()
-            return CommandResult(output=partial, timed_out=True, restarted=True,
-                                 notice=restarted_after_timeout(timeout),
-                                 seconds=time.monotonic() - started)
+            payload = (f"{{ export {TAG_VAR}={shell.tag}; }} 2>/dev/null\n{command.rstrip()}\n"
+                       f"{{ {EXIT_CODE_VAR}=$?; }} 2>/dev/null\n{shell.sentinel_command}").encode()
+            return self._send_and_read(shell, memoryview(payload), buf, started, started + timeout)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            return self._error(shell, "broken_pipe", buf, started, str(exc))
+        except Exception as exc:  # noqa: BLE001 - CWM reports anything else as "other"
+            return self._error(shell, "other", buf, started, f"{type(exc)}: {exc}")
+        finally:
+            shell.busy = False
 
-    def _kill_in_container(self, include_shell: bool) -> None:
-        """SIGKILL every process group the session's shell started (and the shell, if asked)."""
-        if self.shell_pid is None:
+    def _send_and_read(self, shell: _Shell, pending: memoryview, buf: bytearray, started: float,
+                       deadline: float) -> CommandResult:
+        pending = pending[_write(shell.stdin, pending):]
+        if pending:
+            shell.poller.register(shell.stdin, select.POLLOUT)
+        scan_from = 0
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    error = "exit" if shell.proc.poll() is not None else "timeout"
+                    return self._error(shell, error, buf, started)
+                for fd, events in shell.poller.poll(max(1, int(remaining * 1000 + 1))):
+                    if fd == shell.stdin:
+                        if events & (select.POLLERR | select.POLLHUP):
+                            raise BrokenPipeError("the shell's input closed")
+                        pending = pending[_write(shell.stdin, pending):]
+                        if not pending:
+                            shell.poller.unregister(shell.stdin)
+                        continue
+                    chunk = os.read(shell.stdout, 65536)
+                    if not chunk:  # the docker exec ended: the shell is gone
+                        try:
+                            shell.proc.wait(timeout=5)
+                        except subprocess.TimeoutExpired:
+                            pass
+                        return self._error(shell, "exit", buf, started)
+                    buf += chunk
+                    match = None
+                    for match in shell.sentinel.finditer(buf, max(0, scan_from - 200)):
+                        pass
+                    scan_from = len(buf)
+                    if match is not None and not pending:
+                        if match.end() > self.output_cap:
+                            return self._error(shell, "too_long", buf, started)
+                        code, last_pid, up_s, up_cs = match.groups()
+                        shell.last_pid = int(last_pid) if last_pid else -1
+                        if up_s:
+                            shell.last_tick = (int(up_s) * 100 + int(up_cs or 0)) * _CLK_TCK // 100
+                        return CommandResult(output=bytes(buf[: match.start()]).decode("utf-8", errors="ignore"),
+                                             exit_code=int(code), seconds=time.monotonic() - started)
+                    if len(buf) > self.output_cap:
+                        return self._error(shell, "too_long", buf, started)
+        finally:
+            if pending:
+                try:
+                    shell.poller.unregister(shell.stdin)
+                except (KeyError, ValueError):
+                    pass
+
+    @staticmethod
+    def _error(shell: _Shell, error: ErrorType, buf: bytearray, started: float, text: str | None = None
+               ) -> CommandResult:
+        output = text if text is not None else bytes(buf).decode("utf-8", errors="ignore")
+        return CommandResult(output=output, exit_code=None, error=error, seconds=time.monotonic() - started)
+
+    # -- clean-up ----------------------------------------------------------------
+    def _end(self, shell: _Shell, *, cleanup: bool, release: bool = True) -> None:
+        """End one shell: close its stream first, then (if asked) kill what its last command started.
+
+        Never raises. The stream goes first: on Docker 20.10 a new exec while a stalled exec stream with unread
+        output is open blocks every exec into the container for 30 s.
+        """
+        if self._shell is shell:
+            self._shell = None
+        try:
+            shell.close_stream()
+            if cleanup:
+                with shell.lock:
+                    todo, shell.cleaned = not shell.cleaned, True
+                if todo:
+                    self._kill_in_container(shell)
+        except Exception:  # noqa: BLE001 - the trial goes on whatever the clean-up met
+            pass
+        finally:
+            if release:
+                shell.release_fds()
+
+    def _kill_in_container(self, shell: _Shell) -> None:
+        if _pids_nearly_full(self.container_id):  # a fork bomb: an exec would crawl or fail, a restart takes 1 s
+            self._restart_container()
             return
-        pid = self.shell_pid
-        keep = "" if include_shell else f" && $1 != {pid}"
-        script = (
-            f"sid=$(ps -o sid= -p {pid} | tr -d ' '); [ -n \"$sid\" ] || exit 0; "
-            f"for g in $(ps -eo pgid=,sid= | awk -v s=$sid '$2 == s{keep} {{print $1}}' | sort -u); "
-            f"do kill -KILL -- -$g 2>/dev/null; done; "
-            + (f"kill -KILL {pid} 2>/dev/null; " if include_shell else "")
-            + "true"
-        )
-        subprocess.run(
-            [self.docker_bin, "exec", self.container_id, "bash", "-c", script],
-            capture_output=True, timeout=30, check=False,
-        )
+        args = [str(shell.bash_pid or ""), shell.tag, str(shell.last_pid), str(shell.last_tick)]
+        argv = [self.docker_bin, "exec", "-w", "/", self.container_id, "/bin/bash", "-c", _KILL_SCRIPT,
+                "cwm-kill", *args]
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=KILL_TIMEOUT, check=False)
+            if done.returncode == 0:
+                return
+        except (subprocess.TimeoutExpired, OSError):
+            pass
+        self._restart_container()
+
+    def _restart_container(self) -> None:
+        """The fallback when the in-container kill cannot run: restart the container (files survive)."""
+        try:
+            state = subprocess.run([self.docker_bin, "inspect", "-f", "{{.State.Running}}", self.container_id],
+                                   capture_output=True, text=True, timeout=30, check=False)
+            if state.stdout.strip() != "true":
+                return  # removed or stopped on purpose: nothing to rescue
+            subprocess.run([self.docker_bin, "restart", "-t", "0", self.container_id],
+                           capture_output=True, timeout=RESTART_TIMEOUT, check=False)
+        except (subprocess.TimeoutExpired, OSError):
+            pass
 
     def __enter__(self) -> BashSession:
-        self.start()
+        if self._shell is None:
+            self.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-class _Timeout(Exception):
-    def __init__(self, partial: str):
-        self.partial = partial
-
-
-class _TooMuchOutput(Exception):
-    def __init__(self, head: str):
-        self.head = head
-
-
-def _decode(data: bytes | bytearray) -> str:
-    return bytes(data).decode("utf-8", errors="replace")
-
-
-def quote(path: str) -> str:
-    return shlex.quote(path)

@@ -16,6 +16,7 @@ class Task(BaseModel):
     instruction: str  # what the agent is asked (the issue text)
     image: str
     workdir: str = "/testbed"
+    startup: str = ""  # bash run at every (re)start of the agent's shell, after CWM's start line, before `cd workdir`
     base_commit: str | None = None
     network: bool = False  # may the agent reach the network
     agent_timeout: float | None = None  # the task's own limit on the agent phase (seconds)
@@ -41,6 +42,8 @@ class Reference(BaseModel):
 
 class Suite(Protocol):
     name: str
+    # optional: agent_prompt = "issue" (default: fix and submit a patch) | "task" (do it in the container);
+    # grading = "submission" (default: CWM's protocol) | "final_state" (graded however the episode ended)
 
     def load(self, task_ids: list[str] | None = None) -> list[Task]:
         """The tasks, or exactly those named (unknown ids are an error)."""

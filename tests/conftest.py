@@ -28,3 +28,24 @@ def processes(container_id: str) -> str:
 
 
 __all__ = ["BASE_IMAGE", "processes"]
+
+
+CWM_MIRROR = "/work/.mirror/facebookresearch+cwm/repo"
+
+
+@pytest.fixture(scope="session")
+def cwm_checkout(tmp_path_factory):
+    """A real facebookresearch/cwm checkout, for extra comparisons: $CWM_SOURCE, else a local mirror when present.
+
+    CWM's code is never part of this project, so CI has none; the required tests use tests/fixtures/cwm_source.
+    """
+    import os
+    from pathlib import Path
+
+    if os.environ.get("CWM_SOURCE"):
+        return Path(os.environ["CWM_SOURCE"])
+    if not Path(CWM_MIRROR).exists():
+        pytest.skip("no CWM checkout here (set CWM_SOURCE to compare with CWM's own code)")
+    root = tmp_path_factory.mktemp("cwm-checkout")
+    subprocess.run(f"git -C {CWM_MIRROR} archive HEAD | tar -x -C {root}", shell=True, check=True)
+    return root

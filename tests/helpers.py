@@ -14,11 +14,13 @@ from tasks import load_suite
 
 
 def run_demo(tmp_path: Path, agent: str, *, task_ids: list[str] | None = None, model_url=None,
-             concurrency: int = 1, run_id: str = "test-run", executor: str = "local", **cwm) -> list:
-    config = RunConfig(suite="demo", task_ids=task_ids or [], agent=agent, model_url=model_url,
+             concurrency: int = 1, run_id: str = "test-run", executor: str = "local", run_options: dict | None = None,
+             suite=None, **cwm) -> list:
+    """The real runner on the demo suite (or `suite`); `run_options` are RunConfig fields, the rest CwmConfig's."""
+    suite = suite or load_suite("demo")
+    config = RunConfig(suite=suite.name, task_ids=task_ids or [], agent=agent, model_url=model_url,
                        concurrency=concurrency, run_id=run_id, output=tmp_path, cwm=CwmConfig(**cwm),
-                       executor=executor)
-    suite = load_suite("demo")
+                       executor=executor, **(run_options or {}))
     tasks = suite.load(task_ids)
     spec = {"name": agent, "model_url": model_url, "cwm_config": config.cwm}
     the_agent = make_agent(**spec)

@@ -59,3 +59,12 @@ def test_malformed_task_folder_names_file_and_field(tmp_path, broken, needles):
     broken(repo / "tasks" / "demo__calc-1")
     proc = cwm_eval("run", "swebench", "--dataset", str(repo), "--agent", "oracle")
     assert_one_line_error(proc, "demo__calc-1", *needles)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--memory", "lots"], "--memory 'lots'"),
+    (["--tools", "bash,python"], "--tools bash,python"),
+    (["--cwm-source", "/nonexistent/cwm"], "/nonexistent/cwm"),
+])
+def test_bad_agent_options_are_one_line(args, needle):
+    assert_one_line_error(cwm_eval("run", "demo", "--model-url", "http://127.0.0.1:9/v1", *args), needle)

@@ -24,6 +24,7 @@ from harness.errors import UserError
 from harness.records import ExitStatus, Outcome, TrialResult
 from harness.runner import Runner
 from harness.sandbox import RUN_LABEL, docker_client
+from agents.cwm.texts import THINK_SYSTEM
 from tasks import load_suite
 from tasks.livecodebench.dataset import Selection, decode_tests, load_problems, load_rows, release_tag
 from tasks.livecodebench.execute import execute_problem
@@ -148,7 +149,7 @@ def test_filters_by_date_difficulty_platform_and_id(dataset):
 
 def test_cwm_prompt_names_the_signature_or_standard_io(problems):
     system, user = codegen_messages(problems[FUNC_ID])
-    assert system["content"].startswith("You are a helpful AI assistant. You always reason")
+    assert system["content"] == THINK_SYSTEM  # the think-tag base alone, as CWM's LiveCodeBench env
     assert user["content"].startswith("Provide a Python solution for the following competitive programming "
                                       "question: Return the element-wise sum")
     assert "Use the provided function signature:\n```python\nclass Solution:" in user["content"]

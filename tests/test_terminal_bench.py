@@ -212,3 +212,27 @@ def test_image_map_rewrites_from_lines(tmp_path):
     listing = tmp_path / "images.txt"
     listing.write_text(f"# t-bench\n{TBENCH_IMAGE}=cwm-eval/base:bookworm\n\nnginx:latest=cwm-eval/base:bookworm\n")
     assert parse_image_map([f"@{listing}", "a=b"]) == {**IMAGE_MAP, "nginx:latest": "cwm-eval/base:bookworm", "a": "b"}
+
+
+def test_cwm_agent_on_terminal_bench_gets_a_task_prompt_and_ends_normally(dataset, tmp_path, base_image):
+    """CWM published no Terminal-Bench scaffold: cwm-eval's task prompt, a note as the submission, a final reply."""
+    from helpers import turn
+    from scripted_server import ScriptedServer
+
+    from agents.cwm.texts import terminal_prompt
+
+    script = [turn("Write the file.", "bash", "echo 'Hello, world!' > hello.txt; pwd"),
+              turn("Hand it in.", "submit", "wrote /app/hello.txt"),
+              turn("Finished.")]
+    with ScriptedServer(script) as server:
+        suite = load_suite("terminal-bench", str(dataset), image_map=IMAGE_MAP)
+        [task] = suite.load(["tb-hello"])
+        agent = make_agent("cwm", model_url=server.url)
+        config = RunConfig(suite="terminal-bench", agent="cwm", run_id="tb-cwm", output=tmp_path, image_map=IMAGE_MAP)
+        [result] = asyncio.run(Runner(config, suite, agent).run([task]))
+    assert result.exit_status is ExitStatus.SUBMITTED and result.outcome is Outcome.RESOLVED, result.verifier
+    assert result.turns == 3 and len(server.requests) == 3
+    first = server.requests[0]["messages"]
+    assert first[1]["content"] == terminal_prompt(task.instruction, "/app")
+    submit_observation = server.requests[2]["messages"][-1]["content"]
+    assert submit_observation.startswith("<output>\nwrote /app/hello.txt\n</output>")

@@ -1,61 +1,88 @@
-"""The CWM bash agent: think, call one tool, read the observation, until it submits and summarises."""
+"""The CWM bash agent, stepping exactly as CWM's SWE environment steps (swerl_tool.py `step`, eval mode).
+
+Each reply: count the turn, fail at the context or turn limit, parse (one `</think>`, one tool call), run the tool,
+answer with the output wrapper and the budget. A malformed reply after a submission ends the episode and its
+submission is graded; before one, the error goes back to the model as a user message.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from pydantic import BaseModel
 
 from agents.base import AgentResult, TrialEnv
-from agents.cwm import prompts
-from agents.cwm.tools import FormatError, install_plugins, parse_turn, run_tool
-from harness.conversation import ChatConversation, ChatRenderer, Conversation, TokenConversation
+from agents.cwm.texts import FormatError, NoSuchToolError, ProjectTexts, Texts, terminal_prompt
+from agents.cwm.tools import install_plugins, run_tool
+from harness.conversation import ChatConversation, ChatRenderer, CharEstimate, Conversation, RendererTokens, \
+    TokenConversation, TokenCounter
 from harness.model import ContextLimitExceeded, ModelClient
 from harness.records import ExitStatus, Usage, event
+from tasks.base import Suite, Task
+
+THINK_END = "</think>"
 
 
 class CwmConfig(BaseModel):
-    """CWM's SWERLConfig limits (eval mode): tokens are estimated at `chars_per_token` without a tokenizer."""
+    """CWM's SWERLConfig in eval mode. Without a tokenizer, tokens are estimated at `chars_per_token`."""
 
     tools: list[str] = ["bash", "edit", "create", "submit"]
-    max_turns: int = 128
+    max_turns: int = 128  # the 128th reply is refused: at most 127 tool calls
     context_size: int = 131072
     max_action_len: int = 65536
-    max_prompt_len: int = 8192
-    max_user_turn_len: int = 32768
+    max_prompt_len: int = 8192  # the first user message, cut from the left
+    max_user_turn_len: int = 32768  # every later message, cut from the right
     command_timeout: float = 120.0
-    max_format_errors: int = 16
-    strict_format: bool = False  # training mode: the first format error ends the episode
+    strict_format: bool = False  # CWM's training mode: the first format error ends the episode
     chars_per_token: float = 4.0
     token_exact: bool = False  # render with the model's tokenizer and send token ids (see harness/conversation.py)
     logprobs: bool = False  # record the logprob of every sampled token
     tokenizer: str | None = None  # token-exact mode: tokenizer folder or hub id (default: where the server loaded)
+    cwm_source: Path | None = None  # a facebookresearch/cwm checkout: its texts and plugins are used
+
+
+def task_prompt(task: Task, suite: Suite | None, texts: Texts) -> str:
+    if getattr(suite, "agent_prompt", "issue") == "task":
+        return terminal_prompt(task.instruction, task.workdir)
+    return texts.issue_prompt(task.instruction, task.workdir)
+
+
+def initial_messages(task: Task, suite: Suite | None, texts: Texts, config: CwmConfig,
+                     counter: TokenCounter) -> list[dict]:
+    """The system prompt and the task prompt, the latter cut from the left to `max_prompt_len` as CWM does."""
+    system = texts.system_prompt(config.tools, session_timeout=config.command_timeout,
+                                 context_size=config.context_size, max_turns=config.max_turns)
+    user = counter.truncate_message("user", task_prompt(task, suite, texts), config.max_prompt_len, "left")
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+class Episode:
+    """What CWM's SWERLState tracks: the step count, the last successful submission."""
+
+    def __init__(self):
+        self.turns = 0
+        self.format_errors = 0
+        self.patch: str | None = None
+        self.usage = Usage()
 
 
 class CwmAgent:
     name = "cwm"
 
-    def __init__(self, client: ModelClient, config: CwmConfig | None = None, renderer: ChatRenderer | None = None):
+    def __init__(self, client: ModelClient, config: CwmConfig | None = None, renderer: ChatRenderer | None = None,
+                 texts: Texts | None = None):
         self.client = client
         self.config = config or CwmConfig()
         self.renderer = renderer  # token-exact mode
+        self.texts = texts or ProjectTexts()
 
     @property
     def model(self) -> str | None:
         return self.client.model
 
-    def truncate(self, text: str, max_tokens: int, keep_end: bool = False) -> str:
-        """CWM's truncation: the issue loses its start, an observation its end; `[...]` marks the cut."""
-        if self.renderer is None:
-            limit = int(max_tokens * self.config.chars_per_token)
-            if len(text) <= limit:
-                return text
-            return "[...]" + text[-limit:] if keep_end else text[:limit] + "[...]"
-        ids = self.renderer.encode(text)
-        if len(ids) <= max_tokens:
-            return text
-        kept = ids[-max_tokens:] if keep_end else ids[:max_tokens]
-        return "[...]" + self.renderer.decode(kept) if keep_end else self.renderer.decode(kept) + "[...]"
+    def counter(self) -> TokenCounter:
+        return RendererTokens(self.renderer) if self.renderer else CharEstimate(self.config.chars_per_token)
 
     def conversation(self, messages: list[dict]) -> Conversation:
         if self.renderer is not None:
@@ -66,71 +93,90 @@ class CwmAgent:
         # the context budget is CWM's, or the server's context length when that is smaller
         cfg = self.config.model_copy(update={"context_size": min(
             self.config.context_size, self.client.max_model_len or self.config.context_size)})
-        await asyncio.to_thread(install_plugins, env.sandbox)
-        system = prompts.system_prompt(cfg.tools, timeout=cfg.command_timeout, context_size=cfg.context_size,
-                                       max_turns=cfg.max_turns)
-        issue = self.truncate(env.task.instruction, cfg.max_prompt_len, keep_end=True)
-        messages = [{"role": "system", "content": system},
-                    {"role": "user", "content": prompts.issue_prompt(issue, env.task.workdir)}]
+        if {"edit", "create"} & set(cfg.tools):
+            await asyncio.to_thread(install_plugins, env.sandbox, self.texts)
+        counter = self.counter()
+        messages = initial_messages(env.task, env.suite, self.texts, cfg, counter)
         for message in messages:
             env.trajectory.write(event("message", **message))
         conversation = self.conversation(messages)
-        usage, result = Usage(), AgentResult(exit_status=ExitStatus.TURN_LIMIT)
+        episode = Episode()
+        submit_note = getattr(env.suite, "agent_prompt", "issue") == "task"
 
         def finish(status: ExitStatus) -> AgentResult:
-            if status in (ExitStatus.TURN_LIMIT, ExitStatus.CONTEXT_LIMIT) and result.submitted_patch:
-                status = ExitStatus.SUBMITTED_NO_SUMMARY
-            result.exit_status, result.usage = status, usage
             tokens = conversation.token_record()
             if tokens is not None:
                 env.trajectory.write(event("tokens", **tokens))
-            env.trajectory.write(event("end", exit_status=status.value, turns=result.turns))
-            return result
+            env.trajectory.write(event("end", exit_status=status.value, turns=episode.turns,
+                                       graded=status is ExitStatus.SUBMITTED))
+            return AgentResult(exit_status=status, submitted_patch=episode.patch, turns=episode.turns,
+                               format_errors=episode.format_errors, usage=episode.usage,
+                               graded=status is ExitStatus.SUBMITTED)
 
-        while result.turns < cfg.max_turns:
-            max_tokens = min(cfg.max_action_len, cfg.context_size - conversation.tokens_used)
-            if max_tokens <= 0:
+        while True:
+            room = cfg.context_size - conversation.tokens_used
+            if room <= 0:  # CWM's harness stops once the observations fill the context
                 return finish(ExitStatus.CONTEXT_LIMIT)
             try:
-                reply = await conversation.sample(max_tokens)
+                reply = await conversation.sample(min(cfg.max_action_len, room))
             except ContextLimitExceeded:
                 return finish(ExitStatus.CONTEXT_LIMIT)
-            result.turns += 1
-            usage.model_calls += 1
-            usage.prompt_tokens += reply.prompt_tokens
-            usage.completion_tokens += reply.completion_tokens
-            usage.model_seconds += reply.latency
-            # token-exact mode keeps the whole sequence once, in the closing `tokens` record
-            skip = {"text", "prompt_token_ids"} if self.renderer else {"text"}
-            env.trajectory.write(event("message", role="assistant", content=reply.text, turn=result.turns,
-                                       **reply.model_dump(exclude=skip),
-                                       tokens_per_second=round(reply.tokens_per_second, 2)))
+            episode.turns += 1
+            self._record_reply(env, episode, reply)
+            if conversation.tokens_used > cfg.context_size:
+                return finish(ExitStatus.CONTEXT_LIMIT)
+            if episode.turns >= cfg.max_turns:  # before parsing: the reply is never run
+                return finish(ExitStatus.TURN_LIMIT)
+            text = reply.text
+            ends = text.count(THINK_END)
+            answer = text.split(THINK_END, 1)[-1]
             try:
-                call = parse_turn(reply.text, cfg.tools)
-                if call is None:
-                    if result.submitted_patch:
-                        return finish(ExitStatus.SUBMITTED)
-                    raise FormatError("No tool calls found. Call exactly one tool, or submit before giving a "
-                                      "final response.")
-            except FormatError as exc:
-                result.format_errors += 1
-                env.trajectory.write(event("format_error", turn=result.turns, error=str(exc)))
-                if cfg.strict_format or result.format_errors >= cfg.max_format_errors:
-                    return finish(ExitStatus.FORMAT_ERROR_LIMIT)
-                conversation.add("user", prompts.format_error(str(exc)))
-                env.trajectory.write(event("message", role="user", content=prompts.format_error(str(exc))))
+                if ends != 1:
+                    raise FormatError(self.texts.think_end_error(ends))
+                name, body = self.texts.parse_tool_calls(answer)
+                if name not in cfg.tools:
+                    raise NoSuchToolError(self.texts.no_such_tool(name))
+            except (FormatError, NoSuchToolError) as exc:
+                if episode.patch is not None and ends == 1 and (not cfg.strict_format or "##" in answer):
+                    return finish(ExitStatus.SUBMITTED)  # the final response: grade the submission
+                episode.format_errors += 1
+                env.trajectory.write(event("format_error", turn=episode.turns, error=f"{type(exc).__name__}: {exc}"))
+                if cfg.strict_format:
+                    return finish(ExitStatus.FORMAT_ERROR)
+                feedback = counter.truncate_message("user", f"{type(exc).__name__}: {exc}", cfg.max_user_turn_len,
+                                                    "right")
+                conversation.add("user", feedback)
+                env.trajectory.write(event("message", role="user", content=feedback, turn=episode.turns))
                 continue
-            output = await asyncio.to_thread(run_tool, call, env.session)
-            usage.command_seconds += output.seconds
-            feedback = output.feedback
-            if output.submitted_patch is not None:
-                result.submitted_patch = output.submitted_patch
-                feedback = prompts.submission_feedback(output.submitted_patch)
-            feedback = self.truncate(feedback, cfg.max_user_turn_len)
-            remaining = cfg.context_size - conversation.tokens_used - conversation.count_tokens(feedback)
-            content = prompts.observation(feedback, remaining_turns=cfg.max_turns - result.turns,
-                                          remaining_tokens=remaining)
-            conversation.add(f"tool: {call.name}", content)
-            env.trajectory.write(event("message", role=f"tool: {call.name}", content=content, turn=result.turns,
-                                       tool=call.name, command=call.body, seconds=round(output.seconds, 6)))
-        return finish(ExitStatus.TURN_LIMIT)
+            outcome = await asyncio.to_thread(run_tool, name, body, env.session, self.texts, submit_note)
+            episode.usage.command_seconds += outcome.seconds
+            feedback = outcome.feedback
+            if name == "submit" and outcome.success:
+                episode.patch = outcome.patch
+                if not submit_note:
+                    feedback = self.texts.submission_feedback(outcome.patch)
+            content = self.observation(counter, cfg, conversation.tokens_used, episode.turns, name, feedback)
+            conversation.add(f"tool: {name}", content)
+            env.trajectory.write(event("message", role=f"tool: {name}", content=content, turn=episode.turns,
+                                       tool=name, command=body, success=outcome.success,
+                                       seconds=round(outcome.seconds, 6)))
+
+    def observation(self, counter: TokenCounter, cfg: CwmConfig, used: int, turns: int, tool: str,
+                    feedback: str) -> str:
+        """Output wrapper, blank line, budget; the budget's token figure is CWM's estimate (unfilled template)."""
+        role = f"tool: {tool}"
+        wrapped = self.texts.output(feedback)
+        estimate = min(cfg.max_user_turn_len, counter.message_count(role, f"{wrapped}\n\n{self.texts.budget_template}"))
+        budget = self.texts.budget(cfg.max_turns - turns, cfg.context_size - used - estimate)
+        return counter.truncate_message(role, f"{wrapped}\n\n{budget}", cfg.max_user_turn_len, "right")
+
+    def _record_reply(self, env: TrialEnv, episode: Episode, reply) -> None:
+        usage = episode.usage
+        usage.model_calls += 1
+        usage.prompt_tokens += reply.prompt_tokens
+        usage.completion_tokens += reply.completion_tokens
+        usage.model_seconds += reply.latency
+        # token-exact mode keeps the whole sequence once, in the closing `tokens` record
+        skip = {"text", "prompt_token_ids"} if self.renderer else {"text"}
+        env.trajectory.write(event("message", role="assistant", content=reply.text, turn=episode.turns,
+                                   **reply.model_dump(exclude=skip), tokens_per_second=round(reply.tokens_per_second, 2)))

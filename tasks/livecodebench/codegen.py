@@ -18,6 +18,7 @@ from harness.index import ResultsIndex
 from harness.model import ContextLimitExceeded, ModelClient, ModelReply
 from harness.records import ExitStatus, Outcome, TrialResult, Usage, event
 from harness.runner import environment_info
+from harness.sandbox import host_capped
 from harness.sandbox import CURRENT_TRIAL, remove_labelled
 from harness.store import RunStore, Trajectory
 from tasks.base import Task
@@ -104,7 +105,7 @@ class CodegenRun:
                 try:
                     executed = await asyncio.to_thread(
                         execute_problem, self.suite.problem(task.id), codes, image=self.suite.image,
-                        limits=self.config.limits, timeout=self.suite.timeout)
+                        limits=host_capped(self.config.limits), timeout=self.suite.timeout)
                 except Exception as exc:  # noqa: BLE001 - Docker or the runner: the harness's failure
                     failure = f"{type(exc).__name__}: {exc}"
                 seconds = round(time.monotonic() - started, 6)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents.cwm.prompts import THINK_SYSTEM
+from agents.cwm.texts import THINK_SYSTEM
 from tasks.livecodebench.dataset import Problem
 
 CWM_FORMAT_GUIDE = ("Your code should be enclosed in triple backticks like so: ```python YOUR CODE HERE ```. "

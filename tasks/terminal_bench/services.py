@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import docker.errors
 
-from harness.sandbox import CURRENT_TRIAL, LABEL, PHASE_LABEL, RUN_LABEL, TRIAL_LABEL, Limits, Sandbox, docker_client
+from harness.sandbox import (CURRENT_TRIAL, LABEL, PHASE_LABEL, RUN_LABEL, TRIAL_LABEL, Limits, Sandbox, docker_client,
+                             host_capped)
 from tasks.terminal_bench.compose import ServiceSpec
 
 HEALTH_WAIT_CAP = 600.0
@@ -79,7 +80,7 @@ def start_services(services: list[ServiceSpec], images: dict[str, str], sandbox:
                    internet: bool, limits: Limits | None = None) -> ServiceGroup:
     """Start `services` (in dependency order) on a new network and connect the agent's container to it."""
     client = docker_client()
-    limits = limits or Limits()
+    limits = host_capped(limits or Limits())
     name = f"cwm-eval-tb-{uuid.uuid4().hex[:12]}"
     group = ServiceGroup(network=client.networks.create(name, driver="bridge", internal=not internet,
                                                         labels=_labels("network")))

@@ -32,6 +32,9 @@ def read_id_file(path: Path | str | None) -> set[str]:
 class TerminalBenchSuite:
     """Tasks from a local folder; images built with --image-map applied; verified in place after the agent."""
 
+    agent_prompt = "task"  # no patch to submit: cwm-eval's own task prompt (CWM published no Terminal-Bench one)
+    grading = "final_state"  # the container is graded however the episode ended, as Terminal-Bench's harness does
+
     def __init__(self, dataset: Path, *, name: str = "terminal-bench", image_map: dict[str, str] | None = None,
                  test_timeout_multiplier: float = 1.0, filter: str | None = None, limit: int | None = None,
                  shuffle: bool = False, seed: int = 0, exclude: set[str] | None = None):

@@ -1,71 +1,102 @@
-"""CWM's edit tool, run inside the container: one SEARCH/REPLACE block whose search text occurs exactly once.
+"""The edit tool of the CWM agent, executed inside the task container.
 
-Input on stdin: the path on the first line, then the block.
+The tool body arrives on stdin (the heredoc adds one final newline, which is kept): the path on
+the line right before `<<<<<<< SEARCH`, then one SEARCH/REPLACE block. The search text has to
+start at the beginning of a line of the file and occur there exactly once.
+Standalone on purpose: it runs under whatever python3 the task image has (3.6 or newer).
 """
 
+import os
+import re
 import sys
 
-FORMAT = (
-    "[path]\n<<<<<<< SEARCH\n[search_lines]\n=======\n[replacement_lines]\n>>>>>>> REPLACE"
+# the path is the single line right before the SEARCH marker; sections are matched lazily
+BLOCK = re.compile(
+    "([^\n]*)\n<<<<<<< SEARCH\n(.*?)\n=======\n(.*?)\n>>>>>>> REPLACE",
+    re.DOTALL,
 )
-SNIPPET_LINES = 8
+
+USAGE = "\n".join([
+    "The edit tool call could not be parsed. Its body must look like this:",
+    "",
+    "<tool: edit>",
+    "[path]",
+    "<<<<<<< SEARCH",
+    "[search_lines]",
+    "=======",
+    "[replacement_lines]",
+    ">>>>>>> REPLACE",
+    "</tool>",
+])
+
+CONTEXT = 8  # lines shown on each side of the edited region
 
 
-def parse(text):
-    path, _, rest = text.partition("\n")
-    lines = rest.split("\n")
-    if not path.strip() or not lines or lines[0] != "<<<<<<< SEARCH" or lines[-1] != ">>>>>>> REPLACE":
-        return None
-    if lines.count("=======") < 1 or lines.count("<<<<<<< SEARCH") != 1 or lines.count(">>>>>>> REPLACE") != 1:
-        return None
-    middle = lines[1:-1]
-    split = middle.index("=======")
-    return path.strip(), "\n".join(middle[:split]), "\n".join(middle[split + 1:])
+def starts_of(text, needle):
+    """Every index where needle begins in text, counting overlapping matches."""
+    found = []
+    at = text.find(needle)
+    while at >= 0:
+        found.append(at)
+        at = text.find(needle, at + 1)
+    return found
 
 
-def snippet(content, line):
-    lines = content.split("\n")
-    start, end = max(0, line - 1 - SNIPPET_LINES), min(len(lines), line + SNIPPET_LINES)
-    return "\n".join(f"{number + 1:6}\t{lines[number]}" for number in range(start, end))
+def line_number(text, index):
+    """1-based line of `index` in `text`, where text begins with an added newline."""
+    return text.count("\n", 0, index) + 1
 
 
-def main():
-    text = sys.stdin.read()
-    parsed = parse(text[:-1] if text.endswith("\n") else text)  # the heredoc adds one newline
-    if parsed is None:
-        print("The edit could not be parsed. Use exactly one block in this format:\n" + FORMAT)
-        return 1
-    path, search, replace = parsed
-    try:
-        with open(path) as fh:
-            content = fh.read()
-    except OSError as exc:
-        print(f"No replacement was performed: cannot read {path}: {exc.strerror}")
-        return 1
-    count = content.count(search) if search else 0
-    if count == 0:
-        hint = ""
-        if search.strip() and search.strip() in content:
-            hint = " The search lines match if leading/trailing whitespace is ignored: check the indentation."
-        print(f"No replacement was performed, the search lines did not appear verbatim in {path}.{hint}")
-        return 1
-    if count > 1:
-        starts, at = [], content.find(search)
-        while at != -1:
-            starts.append(content.count("\n", 0, at) + 1)
-            at = content.find(search, at + 1)
-        print(f"No replacement was performed. Multiple occurrences of the search lines in lines {starts}. "
-              "Please ensure they are unique.")
-        return 1
-    line = content.count("\n", 0, content.find(search)) + 1
-    new = content.replace(search, replace, 1)
-    with open(path, "w") as fh:
-        fh.write(new)
-    total = new.count("\n") + (0 if new.endswith("\n") else 1)
-    print(f"File {path} has been successfully updated at line {line} and now contains {total} lines. "
-          f"Here is a snippet of the updated file:\n{snippet(new, line)}")
-    return 0
+def numbered(rows, first):
+    return "\n".join(f"{number:6}\t{row}" for number, row in enumerate(rows, first))
+
+
+def apply(body):
+    """Returns (ok, message)."""
+    blocks = BLOCK.findall(body)
+    if not blocks:
+        return False, USAGE
+    if len(blocks) != 1:
+        return False, (f"An edit call takes exactly one search/replace block, "
+                       f"but this one has {len(blocks)}.")
+    target, search, replacement = blocks[0]
+    if not os.path.exists(target):
+        return False, f"There is no file at {target}. Give the path of an existing file."
+
+    with open(target) as handle:
+        # the leading newline makes every match begin at a line start
+        padded = "\n" + handle.read()
+    needle = "\n" + search
+    hits = starts_of(padded, needle)
+
+    if not hits:
+        message = f"Nothing was replaced: {target} does not contain the search lines exactly as written."
+        head = search.split("\n", 1)[0]
+        if head.lstrip() in padded:
+            message += (" The search lines have to equal whole consecutive lines of the file,"
+                        " including their indentation.")
+        return False, message
+    if len(hits) > 1:
+        lines = [line_number(padded, hit) for hit in hits]
+        return False, (f"Nothing was replaced: the search lines occur more than once in {target}, "
+                       f"at lines {lines}. Add surrounding lines so that they match only once.")
+
+    hit = hits[0]
+    updated = (padded[:hit] + "\n" + replacement + padded[hit + len(needle):])[1:]
+    with open(target, "w") as handle:
+        handle.write(updated)
+
+    line = line_number(padded, hit)
+    first = max(1, line - CONTEXT)
+    last = line + CONTEXT + replacement.count("\n")
+    shown = numbered(updated.split("\n")[first - 1:last], first)
+    total = updated.count("\n") + 1
+    return True, (f"Edited {target} at line {line}; the file now has {total} lines. "
+                  f"Here are the lines around the change:\n{shown}\n"
+                  f"Check that the result is what you intended.")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    ok, message = apply(sys.stdin.read())
+    print(message)
+    sys.exit(0 if ok else 1)
