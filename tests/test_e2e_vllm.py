@@ -20,7 +20,7 @@ from harness.serve import EMBEDDED, embedded_preset, is_serving
 
 pytestmark = pytest.mark.e2e
 TASK = "demo__calc-1"
-STATUSES = {"turn_limit", "format_error_limit", "context_limit", "submitted", "submitted_no_summary"}
+STATUSES = {"turn_limit", "format_error", "context_limit", "submitted", "timeout"}
 
 
 def free_port() -> int:
