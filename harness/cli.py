@@ -50,6 +50,10 @@ def run(
     strict_format: bool = typer.Option(False, help="CWM's training mode: the first format error ends the episode"),
     grade_worktree: bool = typer.Option(False, help="grade the work tree's diff when nothing was submitted, "
                                                     "however the episode ended (not CWM's protocol)"),
+    reject_test_tampering: bool = typer.Option(False, help="score unresolved a patch that touches test "
+                                                           "infrastructure (conftest.py, pytest config, ...)"),
+    api_key: Optional[str] = typer.Option(None, envvar="OPENAI_API_KEY", show_envvar=True,
+                                          help="the model endpoint's API key"),
     temperature: float = typer.Option(1.0),
     top_p: float = typer.Option(0.95),
     network: bool = typer.Option(False, help="let the agent reach the network"),
@@ -108,6 +112,7 @@ def run(
         test_timeout_multiplier=test_timeout_multiplier, image_map=images, executor=executor,
         ray_address=ray_address, max_starting_containers=max_starting_containers,
         max_model_requests=max_model_requests, grade_worktree=grade_worktree,
+        reject_test_tampering=reject_test_tampering, api_key=api_key,
         limits=Limits(cpus=cpus, memory=memory),
         cwm=CwmConfig(max_turns=max_turns, command_timeout=command_timeout, token_exact=token_exact,
                       logprobs=logprobs, tokenizer=tokenizer, max_action_len=max_tokens_per_turn,

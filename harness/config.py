@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from agents.cwm.agent import CwmConfig
 from harness.model import Sampling
@@ -29,6 +29,8 @@ class RunConfig(BaseModel):
     output: Path = Path("results")
     trial_timeout: float = Field(7200.0, gt=0)  # wall-clock limit of the agent phase (CWM's sandbox lifetime)
     grade_worktree: bool = False  # grade the work tree's diff when nothing was submitted, however the episode ended
+    reject_test_tampering: bool = False  # a patch that touches test infrastructure scores unresolved
+    api_key: SecretStr | None = Field(None, exclude=True)  # the model endpoint's key: never written to run.json
     agent_timeout_multiplier: float = Field(1.0, gt=0)  # scales a task's own agent timeout
     test_timeout_multiplier: float = Field(1.0, gt=0)  # scales a task's own test timeout
     image_map: dict[str, str] = Field(default_factory=dict)  # FROM=TO rewrites of task images (Terminal-Bench)

@@ -55,6 +55,8 @@ class TrialResult(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     patch: str | None = None
     patch_note: str | None = None  # why a patch was not graded as-is (binary, too large, empty)
+    reason: str | None = None  # why the trial is unresolved when the agent or its patch caused it (oom, pids, ...)
+    flags: list[str] = Field(default_factory=list)  # e.g. "test_tampering": the patch touches test infrastructure
     verifier: dict[str, Any] = Field(default_factory=dict)
     phases: dict[str, float] = Field(default_factory=dict)  # seconds: prepare, start, setup, agent, verify
     error: str | None = None
