@@ -8,9 +8,10 @@ AGENTS = ("cwm", "oracle", "nop")
 
 
 def make_agent(name: str, *, model_url: str | list[str] | None = None, model: str | None = None, cwm_config=None,
-               sampling=None, max_inflight: int = 64):
+               sampling=None, max_inflight: int = 64, api_key=None):
+    """`api_key` (a str or a pydantic SecretStr; default $OPENAI_API_KEY) is sent to the endpoint as the bearer key."""
     if name == "cwm":
-        return _cwm_agent(model_url, model, cwm_config, sampling, max_inflight)
+        return _cwm_agent(model_url, model, cwm_config, sampling, max_inflight, api_key)
     if name == "oracle":
         from agents.oracle import OracleAgent
 
@@ -22,7 +23,7 @@ def make_agent(name: str, *, model_url: str | list[str] | None = None, model: st
     raise UserError(f"unknown agent {name!r}; valid agents: {', '.join(AGENTS)}")
 
 
-def _cwm_agent(model_url, model, config, sampling, max_inflight):
+def _cwm_agent(model_url, model, config, sampling, max_inflight, api_key):
     from agents.cwm.agent import CwmAgent, CwmConfig
     from agents.cwm.texts import load_texts
     from harness.model import ModelClient
@@ -31,8 +32,13 @@ def _cwm_agent(model_url, model, config, sampling, max_inflight):
     config = config or CwmConfig()
     if not model_url:
         raise UserError("the cwm agent needs a model: pass --model-url URL (an OpenAI-compatible endpoint)")
-    client = ModelClient(model_url, model, sampling=sampling, logprobs=config.logprobs, max_inflight=max_inflight)
+    key = api_key.get_secret_value() if hasattr(api_key, "get_secret_value") else api_key
+    client = ModelClient(model_url, model, api_key=key, sampling=sampling, logprobs=config.logprobs,
+                         max_inflight=max_inflight)
     client.check()
+    if config.token_exact and not client.vllm:
+        raise UserError(f"token-exact mode needs a vLLM server (it sends token ids and reads back the sampled ids); "
+                        f"{client.base_url} is not one")
     client.request_defaults = request_defaults_for(client.model)
     renderer = _renderer(config.tokenizer or client.model_root, client.model) if config.token_exact else None
     return CwmAgent(client, config, renderer, load_texts(config.cwm_source))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from harness.cli_run import _raise_interrupt, execute, exits_130, run_interruptible  # noqa: F401  (used by others)
 from harness.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evaluate and train bash-first coding agents.")
@@ -23,7 +23,9 @@ console = Console()
 
 
 @app.command()
+@exits_130
 def run(
+    ctx: typer.Context,
     suite: str = typer.Argument(..., help="demo | swebench | terminal-bench | livecodebench"),
     dataset: Optional[str] = typer.Option(None, help="the suite's dataset (swebench: a task repo folder; "
                                                      "terminal-bench: a folder of task folders)"),
@@ -42,6 +44,8 @@ def run(
                                                      "(CWM's sandbox lifetime)"),
     cpus: float = typer.Option(4.0, min=0.01, help="CPUs per agent container (capped at the host's)"),
     memory: str = typer.Option("16g", help="memory per agent container, e.g. 16g (capped at the host's)"),
+    disk: str = typer.Option("10g", help="disk per agent container (its writable layer), e.g. 10g; 0: no bound; "
+                                         "a Harbor task's storage_mb replaces it"),
     cwm_source: Optional[Path] = typer.Option(None, help="a facebookresearch/cwm checkout: the agent uses CWM's own "
                                                          "prompts, messages and edit/create plugins from it (default: "
                                                          "the installed `cwm` package, else cwm-eval's own wording)"),
@@ -94,10 +98,13 @@ def run(
     from agents.cwm.agent import CwmConfig
     from harness.config import RunConfig, default_run_id
     from harness.model import Sampling
+    from harness.run_guard import check_writable, claim_run
     from harness.sandbox import Limits, memory_bytes
-    from tasks import load_suite
+    from tasks import check_suite_options, load_suite
     from tasks.terminal_bench.images import parse_image_map
 
+    check_suite_options(suite, given_options(ctx))
+    check_writable(output, "--output")
     images = parse_image_map(image_map)
     memory_bytes(memory)
     urls = model_urls(model_url)
@@ -113,7 +120,7 @@ def run(
         ray_address=ray_address, max_starting_containers=max_starting_containers,
         max_model_requests=max_model_requests, grade_worktree=grade_worktree,
         reject_test_tampering=reject_test_tampering, api_key=api_key,
-        limits=Limits(cpus=cpus, memory=memory),
+        limits=Limits(cpus=cpus, memory=memory, disk=disk),
         cwm=CwmConfig(max_turns=max_turns, command_timeout=command_timeout, token_exact=token_exact,
                       logprobs=logprobs, tokenizer=tokenizer, max_action_len=max_tokens_per_turn,
                       context_size=context_size, tools=parse_tools(tools), strict_format=strict_format,
@@ -131,13 +138,23 @@ def run(
 
         config.model_url = urls = ensure_embedded_server(serve_port, log=console.print)
     spec = {"name": agent, "model_url": urls, "model": model, "cwm_config": config.cwm, "sampling": config.sampling,
-            "max_inflight": max_model_requests}
+            "max_inflight": max_model_requests, "api_key": config.api_key}  # a SecretStr: masked if printed
+    the_agent = make_agent(**spec)
     if getattr(the_suite, "scenario", None) == "codegen":  # livecodebench's single-turn protocol: no agent loop
+        from harness.cli_run import on_interrupt
         from tasks.livecodebench.codegen import run_codegen
 
-        run_codegen(config, the_suite, tasks, make_agent(**spec), console)
+        with claim_run(config, the_agent.model, the_suite), on_interrupt(config.run_id):
+            run_codegen(config, the_suite, tasks, the_agent, console)
         return
-    execute(config, the_suite, tasks, make_agent(**spec), spec)
+    execute(config, the_suite, tasks, the_agent, spec)
+
+
+def given_options(ctx: typer.Context) -> set[str]:
+    """The options the command line set (not left at their defaults)."""
+    sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
+    return {name for name, source in sources.items()
+            if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")}
 
 
 def parse_tools(value: str) -> list[str]:
@@ -208,56 +225,6 @@ def serve(
         server.stop()
 
 
-def execute(config, suite, tasks, agent, agent_spec: dict | None = None) -> list:
-    """Run the trials with a live progress bar; then the summary, the suite's own formats and the report."""
-    from harness.progress import RunProgress, summary_table
-    from harness.report import write_run_report
-    from harness.runner import Runner
-    from harness.sandbox import docker_client
-
-    docker_client()
-    run_dir = config.output / config.run_id
-    console.print(f"run [bold]{config.run_id}[/]: {len(tasks)} tasks x {config.attempts} attempts, agent {agent.name}"
-                  + (f", model {agent.model}" if agent.model else "") + f" -> {run_dir}")
-    progress = RunProgress(len(tasks) * config.attempts, console)
-    runner = Runner(config, suite, agent, on_result=progress.update)
-    if config.executor == "ray":
-        from harness.ray_executor import RayExecutor
-
-        runner.executor = RayExecutor(runner, agent_spec or {"name": agent.name}, config.ray_address)
-    results = run_interruptible(runner, tasks, progress, config.run_id)
-    console.print(summary_table(results, f"{config.run_id} ({config.suite}, {agent.name})"))
-    texts = getattr(agent, "texts", None)
-    if texts is not None and not texts.comparable:
-        console.print("[yellow]note:[/] the agent used cwm-eval's own wording of CWM's prompts and messages, so these "
-                      "numbers are not comparable to CWM's; pass --cwm-source DIR (a facebookresearch/cwm checkout) "
-                      "to use CWM's own texts")
-    finalize = getattr(suite, "finalize", None)
-    if finalize is not None:  # the suite's own formats (SWE-bench: predictions, run report, gold failures)
-        for line in finalize(run_dir, results, tasks):
-            console.print(line)
-    console.print(f"report: {write_run_report(run_dir)}")
-    return results
-
-
-def run_interruptible(runner, tasks, progress, run_id: str) -> list:
-    """Run with the live progress bar; Ctrl-C or SIGTERM removes the run's containers and exits 130."""
-    from harness.sandbox import remove_labelled
-
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        with progress:
-            return asyncio.run(runner.run(tasks))
-    except KeyboardInterrupt:
-        removed, _ = remove_labelled(run_id)
-        console.print(f"interrupted: removed {removed} containers; resume with --run-id {run_id}")
-        raise typer.Exit(130) from None
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 @images_app.command("bootstrap")
 def images_bootstrap(
     ca_bundle: Path = typer.Option(Path("/etc/ssl/certs/ca-certificates.crt"),
@@ -298,16 +265,7 @@ def images_prune(
     console.print(f"removed {len(removed)} images" + (f": {', '.join(removed)}" if removed else ""))
 
 
-@app.command()
-def clean() -> None:
-    """Remove every container and network the harness labelled."""
-    from harness.sandbox import remove_labelled
-
-    containers, networks = remove_labelled()
-    console.print(f"removed {containers} containers and {networks} networks")
-
-
-from harness import cli_grade, cli_prompt, cli_report, cli_tasks  # noqa: E402, F401  (each registers its commands)
+from harness import cli_clean, cli_grade, cli_prompt, cli_report, cli_tasks  # noqa: E402, F401  (register commands)
 from trainer import cli as trainer_cli  # noqa: E402, F401  (registers `train`)
 
 

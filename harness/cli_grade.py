@@ -31,9 +31,11 @@ def grade_swebench(
         return _regrade(dataset, split, logs)
     from agents.predictions import PredictionsAgent
     from harness.config import RunConfig, default_run_id
+    from harness.run_guard import check_writable
     from tasks import load_suite
     from tasks.swebench.formats import read_predictions
 
+    check_writable(output, "--output")
     preds = read_predictions(predictions)
     suite = load_suite("swebench", dataset, split=split, image_source=image_source, namespace=namespace)
     tasks = suite.load(sorted(preds))

@@ -23,9 +23,12 @@ def report(
 ) -> None:
     """The leaderboard: one row per (model, agent config, suite), with 95% intervals and pass@k."""
     from harness import report as reports
+    from harness.run_guard import check_writable
 
     if format not in ("md", "html", "json"):
         raise UserError(f"unknown --format {format!r}; use md, html or json")
+    if out is not None:
+        check_writable(out, "--out", folder=False)
     if compare:
         if len(compare) != 2:
             raise UserError("--compare takes exactly two runs: --compare RUN_A --compare RUN_B")
@@ -59,8 +62,11 @@ def _emit(text: str, out: Path | None) -> None:
     if out is None:
         print(text)
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text)
+        except OSError as exc:
+            raise UserError(f"cannot write --out {out}: {exc.strerror or exc}") from None
         console.print(f"report: {out}")
 
 
@@ -78,7 +84,9 @@ def export(
     """Trajectories as training data: passed ones for SFT, failed ones for rejection-sampling analysis."""
     from harness.export import export as do_export
     from harness.report import resolve_runs
+    from harness.run_guard import check_writable
 
+    check_writable(out, "--out", folder=False)
     summary = do_export(resolve_runs(runs or [], results), select=select, fmt=format, suite=suite,
                         best_of_k=best_of_k, dedupe=dedupe, out=out)
     per_suite = ", ".join(f"{s} {n}" for s, n in summary["per_suite"].items()) or "none"

@@ -1,48 +1,28 @@
 """Trajectories as training data: `openai` and `sharegpt` chat rows, and `tokens` rows for the RL trainer.
 
 `--select passed --best-of-k` is rejection sampling (per task, the passing trajectory with the fewest tokens);
-`--select failed` gives the failures with their reasons. Secrets are scrubbed from every exported string.
+`--select failed` gives the failures with their reasons. Secrets are redacted from every exported string
+(harness/redact.py: detect-secrets' plugins); a `tokens` row cannot be redacted without changing the sampled
+sequence, so a trajectory whose text holds a secret is dropped from it and counted (`dropped_secrets`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
 from harness.errors import UserError
+from harness.redact import holds_secret, scrub
 from harness.records import TrialResult
+from harness.store import iter_results
 
 FORMATS = ("openai", "sharegpt", "tokens")
 SELECTIONS = ("failed", "passed", "all")
 SCHEMAS = Path(__file__).parent / "schemas"
-SECRET_PATTERNS = [
-    (re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"), "[REDACTED]"),  # OpenAI-style keys
-    (re.compile(r"\bhf_[A-Za-z0-9]{20,}"), "[REDACTED]"),  # Hugging Face tokens
-    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), "[REDACTED]"),  # GitHub tokens
-    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "[REDACTED]"),  # AWS access key ids
-    (re.compile(r"(?i)\b([A-Z0-9_]*(?:API_KEY|TOKEN|SECRET|PASSWORD|PASSWD)[A-Z0-9_]*\s*[=:]\s*)(['\"]?)[^\s'\"]+\2"),
-     r"\1[REDACTED]"),  # NAME=value in environments and configs
-    (re.compile(r"(://)[^/\s:@]+:[^/\s@]+@"), r"\1[REDACTED]@"),  # credentials in URLs
-    (re.compile(r"(?i)([?&](?:token|key|api_key|apikey|access_token|secret)=)[^&\s]+"), r"\1[REDACTED]"),
-]
 SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt"}
-
-
-def scrub(value: Any) -> Any:
-    """Every string inside `value`, with secrets replaced."""
-    if isinstance(value, str):
-        for pattern, replacement in SECRET_PATTERNS:
-            value = pattern.sub(replacement, value)
-        return value
-    if isinstance(value, list):
-        return [scrub(v) for v in value]
-    if isinstance(value, dict):
-        return {k: scrub(v) for k, v in value.items()}
-    return value
 
 
 def schema(fmt: str) -> dict:
@@ -73,8 +53,7 @@ def failure_reason(result: TrialResult) -> str | None:
 def trials(run_dirs: list[Path], select: str, suite: str | None) -> Iterator[tuple[TrialResult, list[dict]]]:
     wanted = {"passed": {"resolved"}, "failed": {"unresolved"}, "all": {"resolved", "unresolved"}}[select]
     for run_dir in run_dirs:
-        for path in sorted(run_dir.glob("trials/*/*/result.json")):
-            result = TrialResult.model_validate_json(path.read_text())
+        for path, result in iter_results(run_dir):
             if result.outcome.value not in wanted or (suite and result.suite != suite):
                 continue  # infrastructure errors are never training data
             trajectory = path.with_name("trajectory.jsonl")
@@ -110,6 +89,15 @@ def to_row(fmt: str, result: TrialResult, events: list[dict]) -> dict | None:
             "policy_versions": versions, "reward": result.reward, "metadata": meta}
 
 
+def token_text(events: list[dict]) -> list[str]:
+    """The text behind a token-exact row: every message, and any text the tokens record carries."""
+    texts = [str(e.get("content") or "") for e in events if e.get("kind") == "message"]
+    for e in events:
+        if e.get("kind") == "tokens":
+            texts += [v for v in e.values() if isinstance(v, str) and v != "tokens"]
+    return texts
+
+
 def export(run_dirs: list[Path], *, select: str, fmt: str, suite: str | None = None, best_of_k: bool = False,
            dedupe: bool = False, out: Path) -> dict:
     if fmt not in FORMATS:
@@ -126,8 +114,8 @@ def export(run_dirs: list[Path], *, select: str, fmt: str, suite: str | None = N
             if key not in best or total_tokens(result) < total_tokens(best[key][0]):
                 best[key] = (result, events)
         chosen = list(best.values())
-    summary: dict[str, Any] = {"rows": 0, "skipped_not_token_exact": 0, "duplicates": 0, "tokens": 0,
-                               "per_suite": Counter()}
+    summary: dict[str, Any] = {"rows": 0, "skipped_not_token_exact": 0, "duplicates": 0, "dropped_secrets": 0,
+                               "tokens": 0, "per_suite": Counter()}
     seen: set[str] = set()
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w") as fh:
@@ -135,6 +123,9 @@ def export(run_dirs: list[Path], *, select: str, fmt: str, suite: str | None = N
             row = to_row(fmt, result, events)
             if row is None:
                 summary["skipped_not_token_exact"] += 1
+                continue
+            if fmt == "tokens" and holds_secret(token_text(events)):
+                summary["dropped_secrets"] += 1  # token ids cannot be redacted without changing the sequence
                 continue
             row = scrub(row)
             digest = hashlib.sha256(json.dumps(row.get("messages") or row.get("conversations") or row.get("input_ids"),

@@ -11,13 +11,15 @@ from pathlib import Path
 import pandas as pd
 
 from harness.records import TrialResult
+from harness.store import read_result
 
 INDEX_FILE = "index.sqlite"
 COLUMNS = {
     "run_id": "TEXT", "task_id": "TEXT", "attempt": "INTEGER", "suite": "TEXT", "agent": "TEXT", "model": "TEXT",
     "config": "TEXT", "outcome": "TEXT", "reward": "REAL", "exit_status": "TEXT", "turns": "INTEGER",
     "format_errors": "INTEGER", "prompt_tokens": "INTEGER", "completion_tokens": "INTEGER",
-    "model_seconds": "REAL", "wall_seconds": "REAL", "labels": "TEXT", "path": "TEXT", "mtime": "REAL",
+    "model_seconds": "REAL", "wall_seconds": "REAL", "labels": "TEXT", "flags": "TEXT", "path": "TEXT",
+    "mtime": "REAL",
 }
 
 
@@ -29,7 +31,8 @@ def row(result: TrialResult, path: Path) -> dict:
         "turns": result.turns, "format_errors": result.format_errors,
         "prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens,
         "model_seconds": result.usage.model_seconds, "wall_seconds": result.wall_seconds,
-        "labels": json.dumps(result.labels, sort_keys=True), "path": str(path.resolve()),
+        "labels": json.dumps(result.labels, sort_keys=True), "flags": json.dumps(result.flags),
+        "path": str(path.resolve()),
         "mtime": path.stat().st_mtime if path.exists() else 0.0,
     }
 
@@ -42,6 +45,10 @@ class ResultsIndex:
         with self._connect() as db:
             columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
             db.execute(f"CREATE TABLE IF NOT EXISTS trials ({columns}, PRIMARY KEY (run_id, task_id, attempt))")
+            present = {info[1] for info in db.execute("PRAGMA table_info(trials)")}
+            for name, kind in COLUMNS.items():  # an index written by an earlier version: add what it lacks
+                if name not in present:
+                    db.execute(f"ALTER TABLE trials ADD COLUMN {name} {kind}")
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30)
@@ -57,9 +64,14 @@ class ResultsIndex:
         with self._connect() as db:
             known = dict(db.execute("SELECT path, mtime FROM trials").fetchall())
         for run_dir in run_dirs:
-            for path in run_dir.glob("trials/*/*/result.json"):
+            for path in sorted(run_dir.glob("trials/*/*/result.json")):
                 if known.get(str(path.resolve())) != path.stat().st_mtime:
-                    self.upsert(TrialResult.model_validate_json(path.read_text()), path)
+                    result = read_result(path)  # a corrupt file: a warning naming it, and no row
+                    if result is not None:
+                        self.upsert(result, path)
+                    else:
+                        with self._lock, self._connect() as db:
+                            db.execute("DELETE FROM trials WHERE path = ?", (str(path.resolve()),))
 
     def frame(self, run_ids: list[str] | None = None) -> pd.DataFrame:
         query, params = "SELECT * FROM trials", []
@@ -69,4 +81,5 @@ class ResultsIndex:
         with self._connect() as db:
             frame = pd.read_sql_query(query, db, params=params)
         frame["labels"] = frame["labels"].map(json.loads)
+        frame["flags"] = frame["flags"].map(lambda text: json.loads(text) if text else [])
         return frame

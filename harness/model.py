@@ -1,19 +1,60 @@
-"""Model client for any OpenAI-compatible endpoint (vLLM, or a scripted server in tests)."""
+"""Model client for any OpenAI-compatible endpoint (vLLM, another server, or a scripted server in tests)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import random
 import time
 from typing import Any
 
 import httpx
 import openai
 from pydantic import BaseModel
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from harness.endpoints import EndpointPool, answers
+from harness.endpoints import EndpointHung, EndpointPool, status_of
 from harness.errors import UserError
 
-RETRYABLE = (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError)
+RETRYABLE = (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError, openai.RateLimitError,
+             EndpointHung)
+REQUEST_TIMEOUT = 600.0  # seconds for one request: a reply not received by then is a server fault
+RETRY_WINDOW = 120.0  # seconds after a request's first failure during which it is retried
+BACKOFF_BASE, BACKOFF_CAP = 0.5, 15.0
+OPENAI_ROLES = ("system", "developer", "user", "assistant")
+
+
+class ModelServerError(RuntimeError):
+    """The model endpoint failed after the client's retries, or refused the request or the key: the trial is an
+    infrastructure error (`error`, retried on resume), never the model's failure."""
+
+
+def _env_seconds(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise UserError(f"${name} must be a number of seconds, not {value!r}") from None
+    if seconds <= 0:
+        raise UserError(f"${name} must be greater than 0")
+    return seconds
+
+
+def _describe(exc: openai.OpenAIError) -> str:
+    """What the server said, in one line: `HTTP 401 from http://host/v1/chat/completions: message`."""
+    request = getattr(exc, "request", None)
+    where = f" from {request.url}" if request is not None else ""
+    if isinstance(exc, openai.APIStatusError):
+        return f"HTTP {exc.status_code}{where}: {exc.message}"[:500]
+    if isinstance(exc, openai.APITimeoutError):
+        return f"no reply{where} within the request timeout"
+    return f"{type(exc).__name__}{where}: {exc}"[:500]
+
+
+def openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages with OpenAI's roles only: CWM's tool observations (`tool: bash`) go as user messages."""
+    return [m if m.get("role") in OPENAI_ROLES else {**m, "role": "user"} for m in messages]
 
 
 class Sampling(BaseModel):
@@ -54,16 +95,44 @@ class PolicyClock:
 
 
 class ModelClient:
-    def __init__(self, base_url: str | list[str], model: str | None = None, *, api_key: str = "EMPTY",
-                 sampling: Sampling | None = None, retries: int = 6, timeout: float = 600.0,
-                 logprobs: bool = False, request_defaults: dict[str, Any] | None = None, max_inflight: int = 64):
+    """A client of one or more OpenAI-compatible endpoints.
+
+    Faults of the server are infrastructure, never the model's: each request gets `timeout` seconds (a reply not
+    received by then is a server fault) and the pool abandons it sooner when the server stops answering its probes;
+    timeouts, connection errors, 5xx and 429 are retried with exponential backoff for `retry_window` seconds after
+    the first failure (or `retries` attempts), then `ModelServerError` is raised. A refused key or request (4xx)
+    raises it at once; a prompt longer than the context raises `ContextLimitExceeded` (the model's limit).
+
+    Trial timeout (the choice made: the request timeout is kept well below it; model time is not paused): a failing
+    call raises within about 2 x timeout + retry window (1,320 s with the defaults: 600 s, $CWM_EVAL_MODEL_TIMEOUT;
+    120 s, $CWM_EVAL_MODEL_RETRY_WINDOW), well inside CWM's 7,200 s, so a hung server ends the trial as an error
+    before the agent's limit. A frozen server (its /models unanswered too) is found by the probes in about two
+    minutes, inside even Terminal-Bench's shorter per-task limits; only a server that answers its probes yet never
+    finishes a request, under a task limit shorter than the request timeout, meets the trial timeout first (lower
+    $CWM_EVAL_MODEL_TIMEOUT there). Time spent on replies the server does deliver counts toward the limit, as in
+    CWM's and Terminal-Bench's own harnesses; a single reply slower than the request timeout is a server fault.
+
+    vLLM-only request fields (`return_token_ids`, the preset's `request_defaults` such as CWM's `stop_token_ids` and
+    `chat_template_kwargs`) are sent only when the server is vLLM (its /models card says `owned_by: vllm`); other
+    servers get OpenAI's fields only, and roles outside OpenAI's (CWM's `tool: bash`) are sent as `user`.
+    """
+
+    def __init__(self, base_url: str | list[str], model: str | None = None, *, api_key: str | None = None,
+                 sampling: Sampling | None = None, retries: int = 100, timeout: float | None = None,
+                 retry_window: float | None = None, logprobs: bool = False,
+                 request_defaults: dict[str, Any] | None = None, max_inflight: int = 64, **probes: float):
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
-        self.pool = EndpointPool(urls, api_key=api_key, timeout=timeout, max_inflight=max_inflight)
+        api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        self.timeout = timeout if timeout is not None else _env_seconds("CWM_EVAL_MODEL_TIMEOUT", REQUEST_TIMEOUT)
+        self.retry_window = retry_window if retry_window is not None else _env_seconds(
+            "CWM_EVAL_MODEL_RETRY_WINDOW", RETRY_WINDOW)
+        self.pool = EndpointPool(urls, api_key=api_key, timeout=self.timeout, max_inflight=max_inflight, **probes)
         self.base_url = self.pool.urls[0]
         self.model = model
         self.model_root: str | None = None  # where the server loaded the model from (vLLM's `root`)
         self.max_model_len: int | None = None  # the server's context length, when it says
         self.server_version: str | None = None
+        self.vllm: bool | None = None  # None until the server was asked (check, or the first request)
         self.sampling = sampling or Sampling()
         self.retries = retries
         self.logprobs = logprobs
@@ -72,18 +141,19 @@ class ModelClient:
 
     def check(self) -> str:
         """Fail fast, before any container starts, if no endpoint answers; returns the model name."""
-        answering = [e for e in self.pool.endpoints if answers(e.url)]
+        statuses = {e.url: status_of(e.url, self.pool.headers) for e in self.pool.endpoints}
         for endpoint in self.pool.endpoints:
-            endpoint.healthy = endpoint in answering
-        if not answering:
+            endpoint.healthy = statuses[endpoint.url] == 200
+        refused = [url for url, status in statuses.items() if status in (401, 403)]
+        if refused and not any(e.healthy for e in self.pool.endpoints):
+            raise UserError(f"the model endpoint {refused[0]} refused the API key (HTTP {statuses[refused[0]]}); "
+                            "pass the right one with --api-key or OPENAI_API_KEY")
+        if not any(e.healthy for e in self.pool.endpoints):
             where = ", ".join(self.pool.urls)
             raise UserError(f"the model endpoint {where} is unreachable; start a server (`cwm-eval serve`) or "
                             "pass --model-url")
-        self.base_url = answering[0].url
-        try:
-            models = httpx.get(f"{self.base_url}/models", timeout=10).json().get("data", [])
-        except (httpx.HTTPError, ValueError) as exc:
-            raise UserError(f"the model endpoint {self.base_url} answered badly: {exc}") from None
+        self.base_url = next(e.url for e in self.pool.endpoints if e.healthy)
+        models = self._models()
         served = [m["id"] for m in models]
         if self.model is None:
             if not served:
@@ -91,42 +161,85 @@ class ModelClient:
             self.model = served[0]
         elif served and self.model not in served:
             raise UserError(f"model {self.model!r} is not served at {self.base_url}; it serves: {', '.join(served)}")
-        card = next((m for m in models if m["id"] == self.model), {})
+        self._learn(models)
+        return self.model
+
+    def _models(self) -> list[dict]:
+        try:
+            response = httpx.get(f"{self.base_url}/models", headers=self.pool.headers, timeout=10)
+            response.raise_for_status()
+            return [m for m in response.json().get("data", []) if isinstance(m, dict) and "id" in m]
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            raise UserError(f"the model endpoint {self.base_url} answered badly: {exc}") from None
+
+    def _learn(self, models: list[dict]) -> None:
+        """What the server's model card says: where it loaded from, its context, whether the server is vLLM."""
+        card = next((m for m in models if m["id"] == self.model), models[0] if models else {})
         self.model_root, self.max_model_len = card.get("root"), card.get("max_model_len")
         self.server_version = self._version()
-        return self.model
+        owner = card.get("owned_by")
+        self.vllm = owner == "vllm" or (owner is None and self.server_version is not None)
 
     def _version(self) -> str | None:
         try:
-            return httpx.get(self.base_url.removesuffix("/v1") + "/version", timeout=5).json().get("version")
+            answer = httpx.get(self.base_url.removesuffix("/v1") + "/version", headers=self.pool.headers, timeout=5)
+            return answer.json().get("version") if answer.status_code == 200 else None
         except (httpx.HTTPError, ValueError, AttributeError):
             return None
+
+    async def _is_vllm(self) -> bool:
+        if self.vllm is None:  # a client used without check(): ask once the server answers
+            try:
+                await asyncio.to_thread(self._learn, await asyncio.to_thread(self._models))
+            except UserError:
+                return False
+        return bool(self.vllm)
 
     def _sampling(self) -> dict[str, Any]:
         return self.sampling.model_dump(exclude_none=True)
 
+    def _extra(self, vllm: bool, chat: bool) -> dict[str, Any]:
+        if not vllm:
+            return {}
+        extra = {"return_token_ids": True, **self.request_defaults}
+        if not chat:
+            extra.pop("chat_template_kwargs", None)
+        return {"extra_body": extra}
+
     async def _with_retries(self, call):
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(RETRYABLE),
-            wait=wait_exponential(multiplier=0.5, max=30),
-            stop=stop_after_attempt(self.retries),
-            reraise=True,
-        ):
-            with attempt:
-                try:
-                    return await self.pool.call(call)
-                except openai.BadRequestError as exc:
-                    if "context" in str(exc).lower() or "too long" in str(exc).lower():
-                        raise ContextLimitExceeded(str(exc)) from None
-                    raise
+        """`call` on the pool, retried on server faults within the retry window; ModelServerError after that."""
+        started, first_failure, attempt = time.monotonic(), None, 0
+        while True:
+            attempt += 1
+            try:
+                return await self.pool.call(call)
+            except openai.BadRequestError as exc:
+                if "context" in str(exc).lower() or "too long" in str(exc).lower():
+                    raise ContextLimitExceeded(str(exc)) from None
+                raise ModelServerError(f"the model endpoint refused the request: {_describe(exc)}") from exc
+            except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+                raise ModelServerError(f"the model endpoint refused the API key ({_describe(exc)}); pass the right "
+                                       "one with --api-key or OPENAI_API_KEY") from exc
+            except RETRYABLE as exc:
+                now = time.monotonic()
+                first_failure = first_failure or now
+                delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.75, 1.0)
+                if attempt >= self.retries or now + delay - first_failure > self.retry_window:
+                    raise ModelServerError(
+                        f"gave up after {attempt} attempt(s) over {now - started:.0f} s (request timeout "
+                        f"{self.timeout:g} s, retry window {self.retry_window:g} s): {_describe(exc)}") from exc
+                await asyncio.sleep(delay)
+            except openai.APIStatusError as exc:  # another 4xx: the server will not take this request
+                raise ModelServerError(f"the model endpoint refused the request: {_describe(exc)}") from exc
 
     async def chat(self, messages: list[dict[str, Any]], max_tokens: int) -> ModelReply:
         started, version = time.monotonic(), self.policy.version if self.policy else None
-        extra = {"return_token_ids": True, **self.request_defaults}
-        if self.logprobs:
-            extra.update(logprobs=True, top_logprobs=0)
+        vllm = await self._is_vllm()
+        sent = messages if vllm else openai_messages(messages)
+        options = {"logprobs": True, "top_logprobs": 0} if self.logprobs else {}
         response = await self._with_retries(lambda client: client.chat.completions.create(
-            model=self.model, messages=messages, max_tokens=max_tokens, extra_body=extra, **self._sampling()))
+            model=self.model, messages=sent, max_tokens=max_tokens, **options, **self._extra(vllm, True),
+            **self._sampling()))
         choice = response.choices[0]
         logprobs = [t.logprob for t in choice.logprobs.content] if choice.logprobs and choice.logprobs.content else None
         return self._reply(response, choice, choice.message.content or "", started, logprobs, max_tokens,
@@ -135,11 +248,10 @@ class ModelClient:
     async def complete(self, prompt_ids: list[int], max_tokens: int, logprobs: bool = False) -> ModelReply:
         """Token ids in, token ids out (token-exact mode)."""
         started, version = time.monotonic(), self.policy.version if self.policy else None
-        extra = {"return_token_ids": True, **self.request_defaults}
-        extra.pop("chat_template_kwargs", None)
+        vllm = await self._is_vllm()
         response = await self._with_retries(lambda client: client.completions.create(
             model=self.model, prompt=prompt_ids, max_tokens=max_tokens, logprobs=0 if logprobs else None,
-            extra_body=extra, **self._sampling()))
+            **self._extra(vllm, False), **self._sampling()))
         choice = response.choices[0]
         sampled = choice.logprobs.token_logprobs if choice.logprobs else None
         return self._reply(response, choice, choice.text, started, sampled, max_tokens,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from harness.outcomes import HARNESS_ERROR
 from harness.records import Outcome, TrialResult
 
 
@@ -49,5 +51,17 @@ def summary_table(results: list[TrialResult], title: str) -> Table:
     resolved = sum(r.resolved for r in scored)
     rate = f"{100 * resolved / len(scored):.1f}%" if scored else "n/a"
     errors = len(results) - len(scored)
-    table.caption = f"resolved {resolved}/{len(scored)} ({rate}); infrastructure errors {errors} (not scored)"
+    bugs = sum(HARNESS_ERROR in r.flags for r in results)
+    table.caption = (f"resolved {resolved}/{len(scored)} ({rate}); infrastructure errors {errors} (not scored)"
+                     + (f", {bugs} of them harness bugs" if bugs else ""))
     return table
+
+
+def harness_bug_warning(results: list[TrialResult], run_dir: Path) -> str | None:
+    """The end-of-run warning naming the trials a bug in the harness ended (their traceback is in the trajectory)."""
+    bugs = sorted((r.task_id, r.attempt) for r in results if HARNESS_ERROR in r.flags)
+    if not bugs:
+        return None
+    listed = ", ".join(f"{task}/{attempt}" for task, attempt in bugs)
+    return (f"warning: a bug in cwm-eval ended {len(bugs)} trial{'s' if len(bugs) > 1 else ''} ({listed}); not scored, "
+            f"redone on resume. Tracebacks: the `error` events in {run_dir}/trials/<task>/<attempt>/trajectory.jsonl")

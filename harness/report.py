@@ -6,15 +6,27 @@ Infrastructure errors are excluded from every score and counted apart.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
 from harness.errors import UserError
 from harness.index import ResultsIndex
-from harness.stats import clustered_interval, mcnemar_exact, pass_at_k, paired_bootstrap
+from harness.stats import INTERVAL_METHOD, clustered_interval, effective_sample_size, mcnemar_exact, pass_at_k, \
+    paired_bootstrap
 
 GROUP = ["model", "config", "suite"]
+# column titles as a person writes them (the JSON keeps the keys)
+TITLES = {"model": "Model", "config": "Agent configuration", "suite": "Suite", "tasks": "Tasks", "trials": "Trials",
+          "infra_errors": "Infra errors (unscored)", "tampering": "Test tampering (flagged)", "resolved_pct": "Resolved %", "ci95": "95% interval",
+          "n_eff": "Effective n", "pass@1": "pass@1 %", "k": "Attempts per task (k)", "pass@k": "pass@k %",
+          "mean_turns": "Turns (mean)", "prompt_tokens": "Prompt tokens (mean)",
+          "completion_tokens": "Completion tokens (mean)", "wall_s_per_trial": "Seconds per trial",
+          "tokens_per_s": "Tokens/s", "exit_status": "Exit statuses"}
+WHOLE = {"tasks", "trials", "infra_errors", "tampering", "k", "prompt_tokens", "completion_tokens"}  # counts and tokens
+MISSING = "\u2013"  # an en dash where there is no number
+FOOTNOTE = f"95% interval: {INTERVAL_METHOD}. Infrastructure errors are counted apart and never scored."
 
 
 def resolve_runs(names: list[str], root: Path) -> list[Path]:
@@ -59,7 +71,9 @@ def leaderboard_row(trials: pd.DataFrame) -> dict:
     k = min((len(a) for a in per_task), default=0)
     row = {
         "tasks": scored["task_id"].nunique(), "trials": len(scored), "infra_errors": int((trials["outcome"] == "error").sum()),
+        "tampering": int(scored["flags"].map(lambda flags: "test_tampering" in flags).sum()),
         "resolved_pct": 100 * mean, "ci95_low": 100 * low, "ci95_high": 100 * high,
+        "n_eff": effective_sample_size(per_task) if per_task else float("nan"),
         "pass@1": 100 * _mean_pass(per_task, 1), "k": k, "pass@k": 100 * _mean_pass(per_task, k) if k else float("nan"),
         "mean_turns": scored["turns"].mean(), "prompt_tokens": scored["prompt_tokens"].mean(),
         "completion_tokens": scored["completion_tokens"].mean(), "wall_s_per_trial": scored["wall_seconds"].mean(),
@@ -95,7 +109,7 @@ def breakdowns(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def _short(trials: pd.DataFrame) -> dict:
     full = leaderboard_row(trials)
-    return {name: full[name] for name in ("tasks", "trials", "resolved_pct", "ci95_low", "ci95_high")}
+    return {name: full[name] for name in ("tasks", "trials", "resolved_pct", "ci95_low", "ci95_high", "n_eff")}
 
 
 def compare(frame: pd.DataFrame, run_a: str, run_b: str) -> dict:
@@ -116,15 +130,58 @@ def compare(frame: pd.DataFrame, run_a: str, run_b: str) -> dict:
             "gained": gained, "lost": lost, "mcnemar_p": mcnemar_exact(len(lost), len(gained))}
 
 
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def _cell(key: str, value) -> str:
+    if _missing(value):
+        return MISSING
+    if key in WHOLE and isinstance(value, (int, float)):
+        return str(int(round(value)))
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def title(key: str) -> str:
+    return TITLES.get(key) or key.replace("_", " ").capitalize()
+
+
+def display(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as text a person reads: plain titles, one interval column, whole counts, a dash for no number."""
+    rows = []
+    for record in table.to_dict(orient="records"):
+        row = {}
+        for key, value in record.items():
+            if key == "ci95_high":
+                continue
+            if key == "ci95_low":
+                low, high = value, record.get("ci95_high")
+                row[title("ci95")] = MISSING if _missing(low) or _missing(high) else f"{low:.1f}\u2013{high:.1f}"
+            else:
+                row[title(key)] = _cell(key, value)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(rows[0]) if rows else [title(c) for c in table.columns])
+
+
+def _markdown_table(table: pd.DataFrame) -> str:
+    shown = display(table)
+    numeric = [all(c == MISSING or c.replace(".", "", 1).lstrip("-").isdigit() for c in shown[col])
+               for col in shown.columns]
+    return shown.to_markdown(index=False, disable_numparse=True,
+                             colalign=["right" if n else "left" for n in numeric])
+
+
 def markdown(board: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> str:
-    parts = ["# Leaderboard", "", board.to_markdown(index=False, floatfmt=".1f"), ""]
+    parts = ["# Leaderboard", "", _markdown_table(board), "", FOOTNOTE, ""]
     for key, table in tables.items():
-        parts += [f"## By {key}", "", table.to_markdown(index=False, floatfmt=".1f"), ""]
+        parts += [f"## By {key.replace('_', ' ')}", "", _markdown_table(table), ""]
     return "\n".join(parts)
 
 
 def as_json(board: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> str:
-    data = {"leaderboard": json.loads(board.to_json(orient="records")),
+    data = {"interval_method": INTERVAL_METHOD, "leaderboard": json.loads(board.to_json(orient="records")),
             "breakdowns": {k: json.loads(t.to_json(orient="records")) for k, t in tables.items()}}
     return json.dumps(data, indent=2)
 

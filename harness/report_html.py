@@ -15,6 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from harness.redact import scrub  # noqa: E402
+from harness.report import FOOTNOTE, MISSING, display  # noqa: E402
+
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;font-size:14px}th{background:#f3f3f3;cursor:pointer}
 pre{background:#f7f7f7;padding:8px;white-space:pre-wrap;word-break:break-word}.add{color:#0a7d27}.del{color:#b3261e}
@@ -41,7 +44,8 @@ def table(frame: pd.DataFrame, links: dict[int, str] | None = None) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     rows = []
     for i, record in enumerate(frame.itertuples(index=False)):
-        cells = [f"{v:.1f}" if isinstance(v, float) else html.escape(str(v)) for v in record]
+        cells = [MISSING if v is None or (isinstance(v, float) and v != v) else f"{v:.1f}" if isinstance(v, float)
+                 else html.escape(str(v)) for v in record]
         if links and i in links:
             cells[0] = f"<a href='{html.escape(links[i])}'>{cells[0]}</a>"
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -60,7 +64,7 @@ def plots(board: pd.DataFrame, frame: pd.DataFrame) -> str:
     fig, ax = plt.subplots(figsize=(8, 0.5 + 0.4 * len(board)))
     errors = [(board["resolved_pct"] - board["ci95_low"]).fillna(0), (board["ci95_high"] - board["resolved_pct"]).fillna(0)]
     ax.barh(names, board["resolved_pct"], xerr=errors, color="#7aa7e0", capsize=4)
-    ax.set_xlabel("resolved % (95% CI, clustered by task)")
+    ax.set_xlabel("resolved % (95% Wilson interval, clustered by task)")
     ax.set_xlim(0, 100)
     parts = [figure_png(fig)]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3))
@@ -100,9 +104,11 @@ def turn_html(event: dict) -> str:
 
 
 def trajectory_page(result_path: Path) -> str:
-    result = json.loads(result_path.read_text())
+    """One trial's page; every string on it has its secrets redacted (harness/redact.py)."""
+    result = scrub(json.loads(result_path.read_text()))
     trajectory = result_path.with_name("trajectory.jsonl")
     events = [json.loads(line) for line in trajectory.read_text().splitlines()] if trajectory.exists() else []
+    events = scrub(events)
     turns = "".join(turn_html(e) for e in events if e.get("kind") == "message")
     tests = result.get("verifier", {}).get("tests_status") or result.get("verifier", {})
     title = f"{result['run_id']} · {result['task_id']} · attempt {result['attempt']}"
@@ -124,8 +130,12 @@ def write_html(board: pd.DataFrame, tables: dict[str, pd.DataFrame], frame: pd.D
         target.write_text(trajectory_page(Path(row["path"])))
         links[i] = str(target.relative_to(out.parent))
     listing = trials[["task_id", "run_id", "attempt", "model", "outcome", "exit_status", "turns", "wall_seconds"]]
-    body = [f"<h1>Leaderboard</h1>{table(board)}", f"<h2>Plots</h2>{plots(board, frame)}"]
-    body += [f"<h2>By {html.escape(key)}</h2>{table(t)}" for key, t in tables.items()]
+    listing = listing.rename(columns={"task_id": "Task", "run_id": "Run", "attempt": "Attempt", "model": "Model",
+                                      "outcome": "Outcome", "exit_status": "Exit status", "turns": "Turns",
+                                      "wall_seconds": "Seconds"})
+    body = [f"<h1>Leaderboard</h1>{table(display(board))}<p class='note'>{html.escape(FOOTNOTE)}</p>",
+            f"<h2>Plots</h2>{plots(board, frame)}"]
+    body += [f"<h2>By {html.escape(key.replace('_', ' '))}</h2>{table(display(t))}" for key, t in tables.items()]
     body.append(f"<h2>Trials</h2>{table(listing, links)}")
     out.write_text(page("cwm-eval leaderboard", "".join(body)))
     return out

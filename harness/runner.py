@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import platform
 import subprocess
+import sys
 import time
-import traceback
 from collections import defaultdict
 from contextlib import contextmanager
 from importlib import metadata
@@ -20,11 +20,15 @@ from typing import Callable
 from agents.base import Agent, AgentResult, TrialEnv
 from harness.config import RunConfig
 from harness.index import ResultsIndex
-from harness.records import ExitStatus, Outcome, TrialResult
+from harness.outcomes import HARNESS_ERROR, Failure, FaultWatch, WatchedSession, classify
+from harness.progress import harness_bug_warning
+from harness.records import ExitStatus, Outcome, TrialResult, event
 from harness.sandbox import CURRENT_TRIAL, Sandbox, host_capped, remove_labelled
 from harness.session import BashSession, find_plugin_python, start_script
 from harness.store import RunStore, Trajectory
 from tasks.base import Suite, Task, Verdict
+
+TAMPERING = "test_tampering"  # the verifier's flag of a patch that touches test infrastructure
 
 MAX_PATCH_BYTES = 5_000_000
 
@@ -53,8 +57,10 @@ def patch_note(patch: str) -> str | None:
 
 def config_label(config: RunConfig) -> str:
     """What distinguishes one agent configuration from another, in a few words."""
+    scoring = [name for name, on in (("grade-worktree", config.grade_worktree),
+                                     ("reject-test-tampering", config.reject_test_tampering)) if on]
     if config.agent != "cwm":
-        return config.agent + (" grade-worktree" if config.grade_worktree else "")
+        return " ".join([config.agent, *scoring])
     cwm, sampling = config.cwm, config.sampling
     parts = [f"cwm T={sampling.temperature:g} top_p={sampling.top_p:g} turns={cwm.max_turns}"]
     if cwm.tools != ["bash", "edit", "create", "submit"]:
@@ -63,8 +69,7 @@ def config_label(config: RunConfig) -> str:
         parts.append("token-exact")
     if cwm.strict_format:
         parts.append("strict-format")
-    if config.grade_worktree:
-        parts.append("grade-worktree")
+    parts += scoring
     parts.append("texts=cwm" if cwm.cwm_source else "texts=cwm-eval (not comparable to CWM)")
     return " ".join(parts)
 
@@ -139,6 +144,9 @@ class Runner:
             results = await asyncio.gather(*(limited(task, attempt) for task, attempt in todo))
         finally:
             await asyncio.to_thread(remove_labelled, self.config.run_id)
+        warning = harness_bug_warning(results, self.store.dir)
+        if warning:
+            print(warning, file=sys.stderr)
         return done + list(results)
 
     async def dispatch(self, task: Task, attempt: int) -> TrialResult:
@@ -169,10 +177,8 @@ class Runner:
                 with phases("prepare"):
                     await asyncio.to_thread(self.suite.prepare, task)
             result = await self._attempt(task, attempt, trajectory, started, phases)
-        except Exception as exc:  # noqa: BLE001 - any failure here is the harness's, not the model's
-            result = self._result(task, attempt, started, outcome=Outcome.ERROR, exit_status=ExitStatus.INFRA_ERROR,
-                                  error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}",
-                                  phases=phases.seconds)
+        except Exception as exc:  # noqa: BLE001 - before the agent acted: never the model's fault
+            result = self._failed(task, attempt, started, phases, trajectory, classify(exc), None)
         finally:
             trajectory.close()
         self.record(result)
@@ -187,11 +193,13 @@ class Runner:
                 sandbox = await asyncio.to_thread(Sandbox.start, task.image, workdir=task.workdir,
                                                   limits=self.limits,
                                                   network=task.network or self.config.network)
-        session = None
+        watch = FaultWatch(sandbox, trajectory)
+        session, agent_result, verifying = None, None, False
+        watch.start()
         try:
             with phases("setup"):
                 await asyncio.to_thread(self.suite.setup, task, sandbox)
-                session = await asyncio.to_thread(self.start_session, task, sandbox)
+                session = WatchedSession(await asyncio.to_thread(self.start_session, task, sandbox), watch)
             env = TrialEnv(task=task, suite=self.suite, sandbox=sandbox, session=session, trajectory=trajectory)
             with phases("agent"):
                 try:
@@ -203,22 +211,63 @@ class Runner:
                 patch = agent_result.submitted_patch or ""
                 if not patch and self.grades_worktree:
                     patch = await asyncio.to_thread(sandbox.git_diff, task.base_commit)
-            note = patch_note(patch)
+                await asyncio.to_thread(watch.check_container)
+            verifying = True
             log_dir = self.store.trial_dir(task.id, attempt) / "verifier"
             with phases("verify"):  # a suite that grades in place uses the agent's container, still running
                 verdict = await asyncio.to_thread(self.grade, task, agent_result, patch, log_dir, sandbox)
+        except Exception as exc:  # noqa: BLE001 - classified: the agent's doing, the infrastructure's, or a bug
+            # once the agent ran a command, a step in its container may fail because of what the agent did there
+            in_agent_container = watch.acted and (self.grades_in_place or not verifying)
+            failure = await asyncio.to_thread(classify, exc, watch if in_agent_container else None)
+            return self._failed(task, attempt, started, phases, trajectory, failure, agent_result)
         finally:
+            watch.stop()
             if session is not None:
                 session.close()
             await asyncio.to_thread(sandbox.remove)
+        return self._scored(task, attempt, started, phases, agent_result, patch, verdict, watch.reason())
+
+    @property
+    def grades_in_place(self) -> bool:
+        """The suite verifies in the agent's container (Terminal-Bench), where the agent may have broken things."""
+        return getattr(self.suite, "grading", "submission") == "final_state"
+
+    def _scored(self, task: Task, attempt: int, started: float, phases: Phases, agent_result: AgentResult,
+                patch: str, verdict: Verdict, faults: str | None) -> TrialResult:
+        details = verdict.details
+        flags = list(dict.fromkeys(details.get("flags") or []))
+        rejected = self.config.reject_test_tampering and TAMPERING in flags
         if verdict.infra_error:
             outcome = Outcome.ERROR
         else:
-            outcome = Outcome.RESOLVED if verdict.resolved else Outcome.UNRESOLVED
+            outcome = Outcome.RESOLVED if verdict.resolved and not rejected else Outcome.UNRESOLVED
+        reason = None
+        if outcome is Outcome.UNRESOLVED:
+            parts = [faults, details.get("reason"), "test tampering" if rejected else None]
+            reason = "; ".join(dict.fromkeys(p for p in parts if p)) or None
         return self._result(task, attempt, started, outcome=outcome, exit_status=agent_result.exit_status,
-                            reward=verdict.reward, turns=agent_result.turns, format_errors=agent_result.format_errors,
-                            usage=agent_result.usage, patch=patch, patch_note=note, verifier=verdict.details,
+                            reward=0.0 if rejected else verdict.reward, turns=agent_result.turns,
+                            format_errors=agent_result.format_errors, usage=agent_result.usage, patch=patch,
+                            patch_note=patch_note(patch), verifier=details, reason=reason, flags=flags,
                             error=verdict.infra_error, phases=phases.seconds)
+
+    def _failed(self, task: Task, attempt: int, started: float, phases: Phases, trajectory: Trajectory,
+                failure: Failure, agent_result: AgentResult | None) -> TrialResult:
+        """A trial ended by an exception: unresolved when the agent caused it, else an error (logged in full)."""
+        if failure.outcome is Outcome.ERROR:
+            trajectory.write(event("error", error=failure.error, harness_bug=HARNESS_ERROR in failure.flags))
+        fields = {}
+        if agent_result is not None:
+            fields = {"turns": agent_result.turns, "format_errors": agent_result.format_errors,
+                      "usage": agent_result.usage, "patch": agent_result.submitted_patch}
+        if failure.outcome is Outcome.ERROR:
+            status = ExitStatus.INFRA_ERROR
+        else:  # the agent broke its environment; NO_ACTION only when the agent itself did not return
+            status = agent_result.exit_status if agent_result is not None else ExitStatus.NO_ACTION
+        return self._result(task, attempt, started, outcome=failure.outcome, exit_status=status,
+                            reason=failure.reason, flags=failure.flags, error=failure.error,
+                            phases=phases.seconds, **fields)
 
     @property
     def grades_worktree(self) -> bool:

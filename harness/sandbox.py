@@ -11,10 +11,12 @@ from pathlib import Path
 
 import docker
 import docker.errors
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 from swebench.harness.docker_utils import exec_run_with_timeout
 
+from harness.disk_limit import DEFAULT_DISK, DiskWatchdog, create_bounded, disk_bytes
 from harness.errors import UserError
+from harness.ownership import OWNER_LABEL, owner_id
 from harness.session import BashSession
 from harness.session import start_script as build_start_script
 
@@ -27,11 +29,18 @@ CURRENT_TRIAL: ContextVar[tuple[str, str]] = ContextVar("cwm_eval_trial", defaul
 
 
 class Limits(BaseModel):
-    """CWM's evaluation sandbox: up to 4 CPUs and 16 GiB (capped at what the host has)."""
+    """CWM's evaluation sandbox: up to 4 CPUs and 16 GiB (capped at what the host has); 10 GiB of disk."""
 
     cpus: float = 4.0
     memory: str = "16g"
     pids: int = 4096
+    disk: str = DEFAULT_DISK  # the writable layer's bound (harness/disk_limit.py); "0": none
+
+    @field_validator("disk")
+    @classmethod
+    def _disk_size(cls, value: str) -> str:
+        disk_bytes(value)  # a bad size is the user's one-line error (UserError passes through pydantic)
+        return value
 
 
 def memory_bytes(text: str) -> int:
@@ -89,6 +98,7 @@ class Sandbox:
     def __init__(self, container, workdir: str):
         self.container = container
         self.workdir = workdir
+        self.disk: DiskWatchdog | None = None  # the disk bound's watchdog (None: no bound)
 
     @classmethod
     def start(
@@ -103,11 +113,13 @@ class Sandbox:
     ) -> Sandbox:
         limits = host_capped(limits or Limits())
         run_id, trial = CURRENT_TRIAL.get()
-        container = docker_client().containers.run(
+        disk = disk_bytes(limits.disk)
+        container, bounded_by = create_bounded(
+            docker_client(), disk,
             image,
             command=["sleep", "infinity"],
             detach=True,
-            labels={LABEL: "1", RUN_LABEL: run_id, TRIAL_LABEL: trial, PHASE_LABEL: phase},
+            labels={LABEL: "1", RUN_LABEL: run_id, TRIAL_LABEL: trial, PHASE_LABEL: phase, OWNER_LABEL: owner_id()},
             network_mode="bridge" if network else "none",
             nano_cpus=int(limits.cpus * 1e9),
             mem_limit=limits.memory,
@@ -116,7 +128,25 @@ class Sandbox:
             environment=env or {},
             init=True,
         )
-        return cls(container, workdir)
+        sandbox = cls(container, workdir)
+        if disk:
+            sandbox.disk = DiskWatchdog(container, disk, bounded_by).start()
+        return sandbox
+
+    @property
+    def disk_exceeded(self) -> bool:
+        """The container wrote past its disk bound and was killed: the model's failure."""
+        return self.disk is not None and self.disk.exceeded
+
+    def bound_disk(self, limit: int) -> None:
+        """A task's own disk bound in bytes (Harbor's storage_mb), in place of --disk; under a driver quota
+        (fixed at creation) it can only lower the bound."""
+        if self.disk is None:
+            self.disk = DiskWatchdog(self.container, limit).start()
+        elif self.disk.enforced_by == "storage-opt":
+            self.disk.set_limit(min(limit, self.disk.limit))
+        else:
+            self.disk.set_limit(limit)
 
     @property
     def id(self) -> str:
@@ -182,10 +212,16 @@ class Sandbox:
         return result.output
 
     def remove(self) -> None:
+        if self.disk is not None:
+            self.disk.stop()
         try:
             self.container.remove(force=True)
-        except docker.errors.NotFound:
-            pass
+        except docker.errors.APIError as exc:
+            if not already_gone(exc):
+                raise
+        finally:
+            if self.disk is not None:
+                self.disk.join()
 
     def __enter__(self) -> Sandbox:
         return self
@@ -194,20 +230,41 @@ class Sandbox:
         self.remove()
 
 
-def remove_labelled(run_id: str | None = None) -> tuple[int, int]:
-    """Remove every container and network we labelled (or only one run's); returns the counts."""
+def run_labels(phase: str) -> dict[str, str]:
+    """The labels of a container or network made for the current trial, its owner included (`cwm-eval clean`)."""
+    run_id, trial = CURRENT_TRIAL.get()
+    return {LABEL: "1", RUN_LABEL: run_id, TRIAL_LABEL: trial, PHASE_LABEL: phase, OWNER_LABEL: owner_id()}
+
+
+def already_gone(exc: docker.errors.APIError) -> bool:
+    """Removed already, or being removed by someone else (Docker's 409 "removal ... already in progress")."""
+    return exc.status_code == 404 or (exc.status_code == 409 and "already in progress" in str(exc))
+
+
+def labelled(run_id: str | None = None) -> tuple[list, list]:
+    """The containers and networks we labelled (or only one run's)."""
     client = docker_client()
     label = f"{RUN_LABEL}={run_id}" if run_id else LABEL
-    containers = client.containers.list(all=True, filters={"label": label})
+    return (client.containers.list(all=True, filters={"label": label}, ignore_removed=True),  # one going away
+            client.networks.list(filters={"label": label}))
+
+
+def remove_objects(containers: list, networks: list) -> tuple[int, int]:
+    """Force-remove these containers, then these networks; one already gone or going is not an error."""
     for container in containers:
         try:
             container.remove(force=True)
-        except docker.errors.NotFound:
-            pass
-    networks = client.networks.list(filters={"label": label})
+        except docker.errors.APIError as exc:
+            if not already_gone(exc):
+                raise
     for network in networks:
         try:
             network.remove()
         except docker.errors.APIError:
-            pass
+            pass  # still in use by a container of a live run, or gone
     return len(containers), len(networks)
+
+
+def remove_labelled(run_id: str | None = None) -> tuple[int, int]:
+    """Remove every container and network we labelled (or only one run's); returns the counts."""
+    return remove_objects(*labelled(run_id))

@@ -1,11 +1,24 @@
-"""Clean-up after a failed shell command: kill what it started, or restart the container when that cannot run.
+"""Clean-up in a container: after a failed shell command (harness/session.py), and before verifying in place.
 
-Used by harness/session.py. Everything in the container is done with bash builtins and /proc (no `ps`, no fork).
+After a failed command: kill what it started, or restart the container when that cannot run; bash builtins and
+/proc only (no `ps`, no fork). Before verifying (Terminal-Bench): kill every process of the agent phase with a
+harness-provided shell (a static busybox copied in, else the host's own bash with its libraries), checked from
+outside with `docker top`, and a container restart as the fallback.
 """
 
 from __future__ import annotations
 
+import io
+import os
+import shutil
 import subprocess
+import tarfile
+import time
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+
+import docker.errors
 
 KILL_TIMEOUT = 20.0  # the in-container clean-up; past it the container is restarted
 RESTART_TIMEOUT = 120.0
@@ -122,3 +135,214 @@ def restart_container(docker_bin: str, container_id: str) -> None:
                        timeout=RESTART_TIMEOUT, check=False)
     except (subprocess.TimeoutExpired, OSError):
         pass
+
+
+# --- the verifier's side: a shell the agent cannot replace, and the end of every process of the agent phase ---
+
+BUSYBOX_ENV = "CWM_EVAL_BUSYBOX"  # a statically linked busybox to use; else one on PATH, else the host's bash
+HELPER_TIMEOUT = 60.0
+CLEAR_TIMEOUT = 30.0  # the in-container kill of every agent process; past it the container is restarted
+_HOST_PROGRAMS = ("bash", "rm", "sleep")  # the fallback bundle: these, their libraries and the host's ld.so
+
+# Kill every process of the container's PID namespace except PID 1 (docker-init), the keeper (the oldest child of
+# PID 1: `sleep infinity`, started with the container) and this script. `kill -STOP -1` freezes all of them at
+# once (no fork completes while the kernel walks the list), then each is killed; repeated until a pass finds
+# nothing alive. The keeper stays stopped. POSIX sh builtins and /proc only (no ps); `x sleep` is the helper's own.
+KILL_ALL_SCRIPT = r"""
+me=$$ keep= kst=
+for d in /proc/[0-9]*; do
+  p=${d#/proc/}
+  case $p in 1|"$me") continue;; esac
+  line=
+  read -r line 2>/dev/null < "$d/stat" || continue
+  set -f; set -- ${line##*) }; set +f
+  [ "$2" = 1 ] || continue
+  if [ -z "$keep" ] || [ "${20}" -lt "$kst" ] || { [ "${20}" = "$kst" ] && [ "$p" -lt "$keep" ]; }; then
+    keep=$p kst=${20}
+  fi
+done
+n=0 first=
+while [ "$n" -lt 300 ]; do
+  n=$((n + 1)) left=0
+  kill -STOP -1 2>/dev/null
+  for d in /proc/[0-9]*; do
+    p=${d#/proc/}
+    case $p in 1|"$me"|"$keep") continue;; esac
+    line=
+    read -r line 2>/dev/null < "$d/stat" || continue
+    rest=${line##*) }
+    case ${rest%% *} in Z|X|x) continue;; esac
+    kill -KILL "$p" 2>/dev/null
+    left=$((left + 1))
+  done
+  [ -z "$first" ] && first=$left
+  if [ "$left" = 0 ]; then echo "killed=$first passes=$n keeper=$keep"; exit 0; fi
+  [ "$n" -gt 1 ] && x sleep 0.02
+done
+echo "killed=$first passes=$n left=$left"
+exit 1
+"""
+
+
+def _static_elf(path: str) -> bool:
+    """A 64-bit little-endian ELF executable with no program interpreter (statically linked)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+                return False
+            phoff = int.from_bytes(head[0x20:0x28], "little")
+            size, count = int.from_bytes(head[0x36:0x38], "little"), int.from_bytes(head[0x38:0x3A], "little")
+            f.seek(phoff)
+            table = f.read(size * count)
+    except OSError:
+        return False
+    return all(int.from_bytes(table[i * size:i * size + 4], "little") != 3 for i in range(count))  # 3: PT_INTERP
+
+
+def _host_bundle() -> dict[str, str] | None:
+    """The host's bash, rm and sleep with their libraries and ld.so: runs in any Linux container of this arch."""
+    files: dict[str, str] = {}
+    for program in _HOST_PROGRAMS:
+        path = shutil.which(program)
+        if path is None:
+            return None
+        files[program] = path
+        try:
+            listing = subprocess.run(["ldd", path], capture_output=True, text=True, timeout=30, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        for line in listing.splitlines():
+            parts = line.split()
+            if "=>" in parts and len(parts) >= 3 and parts[2].startswith("/"):
+                files[parts[0]] = parts[2]
+            elif parts and parts[0].startswith("/"):
+                files["ld.so"] = parts[0]
+    return files if "ld.so" in files else None
+
+
+@dataclass(frozen=True)
+class HelperTools:
+    """A harness-provided shell for the verifier's own steps: a static busybox, else the host's bash bundle.
+
+    Scripts are POSIX sh; `x PROGRAM ARGS` runs one of the helper's own programs (rm, sleep), never the
+    container's. The files are copied into a fresh folder for each run (the agent cannot have touched them).
+    """
+
+    kind: str  # "busybox" | "host-bash" | "container" (no harness shell: the container's own /bin/sh)
+    files: tuple[tuple[str, str], ...] = ()
+
+    def argv(self, folder: str, script: str, args: list[str]) -> list[str]:
+        if self.kind == "busybox":
+            prelude, head = 'x() { "$D/busybox" "$@"; }\n', [f"{folder}/busybox", "sh", "-c"]
+        elif self.kind == "host-bash":
+            prelude = 'x() { p=$1; shift; "$D/ld.so" --library-path "$D" "$D/$p" "$@"; }\n'
+            head = [f"{folder}/ld.so", "--library-path", folder, f"{folder}/bash", "--norc", "--noprofile", "-c"]
+        else:
+            prelude, head = 'x() { "$@"; }\n', ["/bin/sh", "-c"]
+        prelude += 'trap \'x rm -rf "$D"\' EXIT\n' if self.files else ""
+        return [*head, 'D=$1; shift\n' + prelude + script, "cwm-eval-verifier", folder, *args]
+
+
+def busybox_tools() -> HelperTools | None:
+    """A statically linked busybox: $CWM_EVAL_BUSYBOX, else one on PATH or in /bin (Debian's busybox-static)."""
+    for path in (os.environ.get(BUSYBOX_ENV), shutil.which("busybox"), "/bin/busybox", "/usr/bin/busybox"):
+        if path and os.path.isfile(path) and _static_elf(path):
+            return HelperTools("busybox", (("busybox", path),))
+    return None
+
+
+def host_bash_tools() -> HelperTools | None:
+    bundle = _host_bundle()
+    return HelperTools("host-bash", tuple(sorted(bundle.items()))) if bundle is not None else None
+
+
+@lru_cache(maxsize=1)
+def helper_tools() -> HelperTools:
+    return busybox_tools() or host_bash_tools() or HelperTools("container")
+
+
+def run_helper(container, script: str, *args: str, docker_bin: str = "docker", timeout: float = HELPER_TIMEOUT,
+               tools: HelperTools | None = None) -> tuple[int | None, str]:
+    """Run a POSIX sh script as root in the container with the helper shell (exit code, output; None: timed out)."""
+    tools = tools or helper_tools()
+    folder = f"/.cwm-eval-verifier-{uuid.uuid4().hex[:16]}"
+    if tools.files:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            tar.addfile(_tar_entry(folder[1:], tarfile.DIRTYPE, 0o700))
+            for name, path in tools.files:
+                with open(path, "rb") as f:
+                    data = f.read()
+                tar.addfile(_tar_entry(f"{folder[1:]}/{name}", tarfile.REGTYPE, 0o755, len(data)), io.BytesIO(data))
+        container.put_archive("/", buf.getvalue())
+    argv = [docker_bin, "exec", "-u", "0", "-w", "/", "-e", "LC_ALL=C", "-e", "ENV=", "-e", "BASH_ENV=",
+            container.id, *tools.argv(folder, script, list(args))]
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return None, ""
+    return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
+
+
+def _tar_entry(name: str, kind: bytes, mode: int, size: int = 0) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.size, info.uid, info.gid = kind, mode, size, 0, 0
+    info.uname = info.gname = "root"
+    info.mtime = int(time.time())
+    return info
+
+
+def _running(container) -> bool:
+    container.reload()
+    return container.status == "running"
+
+
+def _leftovers(container) -> list[str] | None:
+    """What runs in the container besides docker-init and its keeper, as the Docker host's `ps` sees it.
+
+    Read from outside (docker top), so a helper the agent swapped cannot hide anything. None when top is not
+    available.
+    """
+    if not _running(container):
+        container.start()  # the keeper died (the agent stopped its container): a fresh start keeps the files
+        return []
+    try:
+        top = container.top(ps_args="-o pid,stat,args")
+    except docker.errors.APIError:
+        return None
+    titles = top.get("Titles") or []
+    if titles[:3] != ["PID", "STAT", "COMMAND"]:
+        return None
+    init = str(container.attrs["State"].get("Pid"))
+    alive = [row for row in top.get("Processes") or [] if row[0] != init and not row[1].startswith("Z")]
+    return [row[2] for row in alive] if len(alive) > 1 else []
+
+
+def clear_agent_processes(container, docker_bin: str = "docker", tools: HelperTools | None = None) -> dict:
+    """Before verifying in place: kill every process the agent phase left (the whole PID namespace except
+    docker-init and the container's keeper), setsid, nohup and daemonised ones included; restart the container
+    (files kept) when that cannot be done. Returns what was done; raises RuntimeError if processes survive even
+    a restart (Docker failing)."""
+    tools = tools or helper_tools()
+    notes: dict = {"helper": tools.kind, "restarted": False}
+    if not _running(container):
+        container.start()
+        notes["started"] = True  # the agent stopped its own container
+    if _pids_nearly_full(container.id):
+        notes["pids_full"] = True
+    else:
+        code, output = run_helper(container, KILL_ALL_SCRIPT, docker_bin=docker_bin, timeout=CLEAR_TIMEOUT,
+                                   tools=tools)
+        notes.update(exit_code=code, report=output.strip()[-300:])
+        if code == 0:
+            left = _leftovers(container)
+            if left == [] or left is None:
+                return notes
+            notes["left_after_kill"] = left[:20]
+    restart_container(docker_bin, container.id)
+    notes["restarted"] = True
+    left = _leftovers(container)
+    if left:
+        raise RuntimeError(f"processes survived a restart of {container.id[:12]}: {left[:5]}")
+    return notes

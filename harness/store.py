@@ -11,11 +11,37 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+from pydantic import ValidationError
 
 from harness.records import TrialResult
+
+
+def warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def read_result(path: Path) -> TrialResult | None:
+    """A result.json, or None with a warning naming the file when it is corrupt (a resume redoes that trial)."""
+    try:
+        return TrialResult.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError, ValueError) as exc:
+        reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) and exc.errors() else str(exc)
+        reason = reason.splitlines()[0] if reason else type(exc).__name__
+        warn(f"skipped corrupt {path} ({reason})")
+        return None
+
+
+def iter_results(run_dir: Path) -> Iterator[tuple[Path, TrialResult]]:
+    """Every readable result under a run folder, in path order; corrupt ones are skipped with a warning."""
+    for path in sorted(Path(run_dir).glob("trials/*/*/result.json")):
+        result = read_result(path)
+        if result is not None:
+            yield path, result
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -62,13 +88,15 @@ class RunStore:
         if path.exists():  # a resumed run keeps its history of starts
             old = json.loads(path.read_text())
             info["resumes"] = old.get("resumes", []) + [old.get("started_at")]
-        write_json(path, info)
+        from harness.redact import scrub  # secrets out of run.json: a password in --model-url is masked
+
+        write_json(path, scrub(info))
 
     def result(self, task_id: str, attempt: int) -> TrialResult | None:
         path = self.trial_dir(task_id, attempt) / "result.json"
         if not path.exists():
             return None
-        return TrialResult.model_validate_json(path.read_text())
+        return read_result(path)
 
     def write_result(self, result: TrialResult) -> None:
         write_json(self.trial_dir(result.task_id, result.attempt) / "result.json", result.model_dump(mode="json"))
@@ -82,7 +110,4 @@ class RunStore:
         return Trajectory(path)
 
     def results(self) -> list[TrialResult]:
-        return [
-            TrialResult.model_validate_json(p.read_text())
-            for p in sorted(self.dir.glob("trials/*/*/result.json"))
-        ]
+        return [result for _, result in iter_results(self.dir)]

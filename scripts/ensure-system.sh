@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure a Docker engine answers and the system tools are there: docker.io, debootstrap (base image),
-# chromium (the HTML report's browser test). Installs with apt and starts dockerd when needed (root or sudo).
+# chromium (the HTML report's browser test), busybox-static (verification's helper shell, immune to what the agent
+# replaced in its container). Installs with apt and starts dockerd when needed (root or sudo).
 set -euo pipefail
 
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -8,6 +9,7 @@ missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v chromium >/dev/null || missing+=(chromium)
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}"
     sudo_ apt-get update -qq

@@ -8,6 +8,24 @@ from harness.errors import UserError
 
 DEMO_PATH = Path(__file__).parent / "demo"
 SUITES = ("demo", "swebench", "terminal-bench", "livecodebench")
+LCB = ("livecodebench",)
+# `cwm-eval run` options that only some suites use: given to another suite, they are refused, not ignored
+SUITE_OPTIONS = {
+    "dataset": ("swebench", "terminal-bench", "livecodebench"), "split": ("demo", "swebench", "livecodebench"),
+    "image_source": ("demo", "swebench"), "namespace": ("demo", "swebench"), "image_map": ("terminal-bench",),
+    "agent_timeout_multiplier": ("terminal-bench",), "test_timeout_multiplier": ("terminal-bench", "livecodebench"),
+    "release": LCB, "since": LCB, "until": LCB, "difficulty": LCB, "platform": LCB, "scenario": LCB, "samples": LCB,
+}
+
+
+def check_suite_options(name: str, given: set[str]) -> None:
+    """One line naming the first option given that suite `name` does not use."""
+    if name not in SUITES:
+        return  # load_suite names the valid suites
+    for option, suites in SUITE_OPTIONS.items():
+        if option in given and name not in suites:
+            flag = "--" + option.replace("_", "-")
+            raise UserError(f"suite {name} does not use {flag} (it is an option of {', '.join(suites)})")
 
 
 def load_suite(name: str, dataset: str | None = None, **options):

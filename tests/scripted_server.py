@@ -1,4 +1,15 @@
-"""A scripted OpenAI-compatible server: replays assistant turns in order, for deterministic agent tests."""
+"""A scripted OpenAI-compatible server: replays assistant turns in order, for deterministic agent tests.
+
+By default it answers as vLLM does (`owned_by: vllm`, token ids on /v1/completions). Fault modes for the model
+client's tests:
+
+- `faults`: one entry per completion request, in order, before the script goes on: `"500"` (an internal error),
+  `"401"` (the key refused), `"hang"` (no answer until the server stops), `"freeze"` (this request and everything
+  after it, /v1/models included, hangs), `"ok"` (answered normally);
+- `die_after=N`: stop serving (connections refused) after N completions;
+- `api_key`: every request must carry `Authorization: Bearer <api_key>`, else 401 as OpenAI answers it;
+- `strict`: a non-vLLM server that answers 400 to any field outside OpenAI's API (and to roles outside OpenAI's).
+"""
 
 from __future__ import annotations
 
@@ -6,25 +17,73 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+# OpenAI's request fields (chat completions; legacy completions) and message fields and roles
+CHAT_FIELDS = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stop",
+               "seed", "logprobs", "top_logprobs", "stream", "stream_options", "presence_penalty",
+               "frequency_penalty", "logit_bias", "user", "response_format", "tools", "tool_choice",
+               "parallel_tool_calls", "metadata", "store", "service_tier", "reasoning_effort", "modalities"}
+COMPLETION_FIELDS = {"model", "prompt", "max_tokens", "temperature", "top_p", "n", "stop", "seed", "logprobs", "echo",
+                     "best_of", "suffix", "stream", "stream_options", "presence_penalty", "frequency_penalty",
+                     "logit_bias", "user"}
+MESSAGE_FIELDS = {"role", "content", "name", "tool_call_id", "tool_calls", "refusal"}
+ROLES = {"system", "developer", "user", "assistant"}  # `tool` needs a tool_call_id, which CWM's turns never have
+
+
+def openai_error(message: str, kind: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def strict_problem(path: str, request: dict) -> str | None:
+    """What OpenAI's API would refuse in this request, or None."""
+    allowed = COMPLETION_FIELDS if path.endswith("/v1/completions") else CHAT_FIELDS
+    unknown = sorted(set(request) - allowed)
+    if unknown:
+        return f"Unrecognized request argument supplied: {unknown[0]}"
+    for message in request.get("messages", []):
+        if set(message) - MESSAGE_FIELDS:
+            return f"Unrecognized message field: {sorted(set(message) - MESSAGE_FIELDS)[0]}"
+        if message.get("role") not in ROLES:
+            return f"Invalid value: {message.get('role')!r}. Supported values are: {', '.join(sorted(ROLES))}."
+    return None
+
 
 class ScriptedServer:
     """Serves /v1/models and /v1/chat/completions on 127.0.0.1; each completion is the next scripted turn."""
 
     def __init__(self, turns: list[str], model: str = "scripted-model", tokenizer=None, root: str | None = None,
-                 die_after: int | None = None):
+                 die_after: int | None = None, faults: list[str] | None = None, api_key: str | None = None,
+                 strict: bool = False):
         self.turns = list(turns)
         self.die_after = die_after  # stop serving (connections refused) after this many completions
+        self.faults = list(faults or [])
+        self.api_key = api_key
+        self.strict = strict
         self.model = model
         self.tokenizer = tokenizer  # needed for /v1/completions (token ids in, token ids out)
         self.root = root
-        self.requests: list[dict] = []
+        self.requests: list[dict] = []  # the requests answered with a scripted turn
+        self.faulted: list[str] = []  # the fault modes used, in order
+        self.rejected: list[str] = []  # why requests were refused (strict, or the key)
+        self.frozen = False
+        self._released = threading.Event()  # hung requests return once the server stops
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.handle_error = lambda request, address: None  # a client that gave up on a hung request
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def next_fault(self) -> str:
+        with self._lock:
+            fault = self.faults.pop(0) if self.faults else "ok"
+            if fault != "ok":
+                self.faulted.append(fault)
+            if fault == "freeze":
+                self.frozen = True
+            return fault
 
     def next_turn(self, request: dict) -> str:
         with self._lock:
@@ -48,6 +107,17 @@ class ScriptedServer:
                       "total_tokens": len(request["prompt"]) + len(ids)},
         }
 
+    def chat_completion(self, request: dict) -> dict:
+        text = self.next_turn(request)
+        prompt_tokens = sum(len(str(m.get("content", ""))) for m in request["messages"]) // 4
+        completion_tokens = max(1, len(text) // 4)
+        return {
+            "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": 0, "model": self.model,
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }
+
     def _handler(self):
         server = self
 
@@ -57,36 +127,60 @@ class ScriptedServer:
 
             def _send(self, status: int, body: dict) -> None:
                 data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the client gave up
+                    pass
+
+            def _refused_key(self) -> bool:
+                if server.api_key is None or self.headers.get("Authorization") == f"Bearer {server.api_key}":
+                    return False
+                server.rejected.append("api key")
+                self._send(401, openai_error("Incorrect API key provided.", code="invalid_api_key"))
+                return True
+
+            def _hang(self) -> None:
+                server._released.wait()
 
             def do_GET(self):
+                if server.frozen:
+                    return self._hang()
+                if self._refused_key():
+                    return
                 if self.path.rstrip("/").endswith("/models"):
-                    card = {"id": server.model, "object": "model", "root": server.root}
+                    card = {"id": server.model, "object": "model", "created": 0,
+                            "owned_by": "scripted" if server.strict else "vllm"}
+                    if not server.strict:
+                        card["root"] = server.root
                     self._send(200, {"object": "list", "data": [card]})
                 else:
                     self._send(404, {"error": "not found"})
 
             def do_POST(self):
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if self.path.endswith("/v1/completions"):
-                    return self._send(200, server.completion(request))
-                if not self.path.endswith("/chat/completions"):
+                if server.frozen:
+                    return self._hang()
+                if self._refused_key():
+                    return
+                completions = self.path.endswith("/v1/completions")
+                if not completions and not self.path.endswith("/chat/completions"):
                     return self._send(404, {"error": "not found"})
-                text = server.next_turn(request)
-                prompt_tokens = sum(len(str(m.get("content", ""))) for m in request["messages"]) // 4
-                completion_tokens = max(1, len(text) // 4)
-                self._send(200, {
-                    "id": f"chatcmpl-{len(server.requests)}", "object": "chat.completion", "created": 0,
-                    "model": server.model,
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": text}}],
-                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                              "total_tokens": prompt_tokens + completion_tokens},
-                })
+                problem = strict_problem(self.path, request) if server.strict else None
+                if problem:
+                    server.rejected.append(problem)
+                    return self._send(400, openai_error(problem))
+                fault = server.next_fault()
+                if fault in ("hang", "freeze"):
+                    return self._hang()
+                if fault == "500":
+                    return self._send(500, openai_error("internal server error", kind="server_error"))
+                if fault == "401":
+                    return self._send(401, openai_error("Incorrect API key provided.", code="invalid_api_key"))
+                self._send(200, server.completion(request) if completions else server.chat_completion(request))
 
         return Handler
 
@@ -95,5 +189,6 @@ class ScriptedServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._released.set()
         self._httpd.shutdown()
         self._httpd.server_close()

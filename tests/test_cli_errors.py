@@ -68,3 +68,48 @@ def test_malformed_task_folder_names_file_and_field(tmp_path, broken, needles):
 ])
 def test_bad_agent_options_are_one_line(args, needle):
     assert_one_line_error(cwm_eval("run", "demo", "--model-url", "http://127.0.0.1:9/v1", *args), needle)
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("datasets: [cwm-eval/demo\n", "not valid YAML"),
+    ("- cwm-eval/demo\n", "expected a mapping"),
+    ("datasets: cwm-eval/demo\n", "`datasets` must be a non-empty list"),
+    ("", "an empty file"),
+])
+def test_malformed_sweb_yaml_is_one_line(tmp_path, content, needle):
+    repo = tmp_path / "repo"
+    shutil.copytree(DEMO_PATH, repo)
+    (repo / "sweb.yaml").write_text(content)
+    proc = cwm_eval("run", "swebench", "--dataset", str(repo), "--agent", "oracle", "--output", str(tmp_path / "out"))
+    assert_one_line_error(proc, f"malformed {repo / 'sweb.yaml'}", needle)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("dataset", ["/nonexistent/task-repo", "./no-such-repo", "no/such/repo"])
+def test_missing_dataset_path_is_named_as_a_path(dataset):
+    proc = cwm_eval("run", "swebench", "--dataset", dataset, "--agent", "oracle")
+    assert_one_line_error(proc, f"dataset path {dataset} does not exist")
+    assert "hub" not in proc.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["demo", "--release", "v2"], "suite demo does not use --release"),
+    (["swebench", "--dataset", "verified", "--image-map", "a=b"], "suite swebench does not use --image-map"),
+    (["terminal-bench", "--dataset", "/tmp", "--scenario", "agentic"], "suite terminal-bench does not use --scenario"),
+    (["demo", "--dataset", "/tmp"], "suite demo does not use --dataset"),
+])
+def test_suite_option_for_another_suite_is_refused(args, needle):
+    assert_one_line_error(cwm_eval("run", *args, "--agent", "oracle"), needle)
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "demo", "--agent", "oracle", "--output", "{blocked}/results"],
+    ["report", "--results", "{tmp}", "--out", "{blocked}/report.md"],
+    ["export", "--results", "{tmp}", "--out", "{blocked}/export.jsonl"],
+    ["grade", "swebench", "--dataset", "verified", "--predictions", "{tmp}/p.jsonl", "--output", "{blocked}/out"],
+])
+def test_unwritable_output_is_one_line(tmp_path, args):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    proc = cwm_eval(*[a.format(blocked=blocked, tmp=tmp_path) for a in args])
+    assert_one_line_error(proc, str(blocked), "is a file, not a folder")

@@ -13,6 +13,8 @@ from tokenizers_for_tests import make_tokenizer
 from transformers import AutoTokenizer
 
 from harness.export import export, schema
+from harness.redact import REDACTED
+from test_secrets import MUST_KEEP, MUST_REDACT
 
 SECRETS = ["sk-proj-Abcdefghijklmnop1234567890", "hf_abcdefghijklmnopqrstuvwxyz12", "hunter2", "s3cr3t-token-value"]
 
@@ -72,6 +74,44 @@ def test_tokens_format_round_trips(tmp_path):
     assert tokenizer.decode(sampled, skip_special_tokens=True) == "".join(
         e["content"] for e in events if e.get("role") == "assistant")
     assert row["reward"] == 0.0 and len(row["policy_versions"]) == 2
+
+
+def plant(root, run_id, texts, tokens=False):
+    """A fixture run of one failed trial whose tool observations are `texts` (token-exact when `tokens`)."""
+    write_run(root, run_id, "m", {"t-1": ["unresolved"]})
+    events = [{"kind": "message", "role": "system", "content": "system prompt"},
+              {"kind": "message", "role": "user", "content": "fix t-1\n* Remaining tokens: 127000"}]
+    events += [{"kind": "message", "role": "tool", "content": text} for text in texts]
+    if tokens:
+        events.append({"kind": "tokens", "input_ids": [1, 2, 3], "loss_mask": [0, 1, 1], "logprobs": [None, -0.1, -0.2]})
+    (root / run_id / "trials/t-1/0/trajectory.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    return root / run_id
+
+
+@pytest.mark.parametrize("fmt", ["openai", "sharegpt"])
+def test_export_rows_lose_secrets_and_keep_ordinary_text(tmp_path, fmt):
+    run = plant(tmp_path, "r", [text for text, _ in MUST_REDACT] + MUST_KEEP)
+    out = tmp_path / f"{fmt}.jsonl"
+    assert export([run], select="all", fmt=fmt, out=out)["rows"] == 1
+    [row] = rows(out)
+    jsonschema.validate(row, schema(fmt))
+    texts = [t["content" if fmt == "openai" else "value"] for t in row["messages" if fmt == "openai" else "conversations"]]
+    redacted, kept = texts[2:2 + len(MUST_REDACT)], texts[2 + len(MUST_REDACT):]
+    for (original, secret), text in zip(MUST_REDACT, redacted):
+        assert secret not in text and REDACTED in text, original
+    assert kept == MUST_KEEP and texts[1] == "fix t-1\n* Remaining tokens: 127000"
+
+
+def test_tokens_rows_holding_a_secret_are_dropped_and_counted(tmp_path):
+    clean = plant(tmp_path / "a", "clean", MUST_KEEP, tokens=True)
+    leaky = plant(tmp_path / "b", "leaky", ["ls", 'cat .env\n{"api_key": "sk-abcdefghijklmnopqrstuvwx123456"}'],
+                  tokens=True)
+    out = tmp_path / "tokens.jsonl"
+    summary = export([clean, leaky], select="all", fmt="tokens", out=out)
+    assert summary["rows"] == 1 and summary["dropped_secrets"] == 1
+    [row] = rows(out)
+    jsonschema.validate(row, schema("tokens"))
+    assert row["metadata"]["run"] == "clean" and row["input_ids"] == [1, 2, 3]
 
 
 def test_bad_options_are_one_line_errors(tmp_path):

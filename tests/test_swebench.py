@@ -67,7 +67,11 @@ def test_a_patch_that_does_not_apply_is_recorded_as_such(suite, tasks, tmp_path)
     bad = "diff --git a/ops.py b/ops.py\n--- a/ops.py\n+++ b/ops.py\n@@ -1,2 +1,2 @@\n-no such line\n+x\n"
     verdict = verify(suite, tasks["proj__ops-1"], bad, tmp_path)
     assert not verdict.resolved and verdict.details["patch_successfully_applied"] is False
-    assert ">>>>> Patch Apply Failed" in (tmp_path / "verifier/test_output.txt").read_text()
+    assert verdict.details["reason"] == "patch does not apply"
+    # swebench's layout: the apply log in run_instance.log; no test output and no report for an unapplied patch
+    assert ">>>>> Patch Apply Failed" in (tmp_path / "verifier/run_instance.log").read_text()
+    assert (tmp_path / "verifier/patch.diff").read_text() == bad
+    assert not (tmp_path / "verifier/test_output.txt").exists() and not (tmp_path / "verifier/report.json").exists()
 
 
 def test_agent_container_hides_later_history_and_test_patch(suite, tasks):
@@ -138,3 +142,32 @@ def test_hub_names_go_through_datasets_load_dataset(monkeypatch, tasks):
     loaded = load_suite("swebench", "verified", split="test", task_ids=None).load(["proj__ops-2"])
     assert calls == [("SWE-bench/SWE-bench_Verified", "test")]
     assert [t.id for t in loaded] == ["proj__ops-2"]
+
+
+def test_grading_runs_as_swebench_run_instance_does(suite, tasks, tmp_path):
+    """swebench's container settings (root, default network, SYS_ADMIN, no limits) and its log-folder layout."""
+    from swebench.harness.constants import APPLY_PATCH_PASS, START_TEST_OUTPUT
+
+    from swebench.harness.utils import make_test_spec
+
+    from tasks.swebench.grading import create_container, remove_container
+
+    task = tasks["proj__ops-1"]
+    container = create_container(task.image)
+    try:
+        host = container.attrs["HostConfig"]
+        assert container.attrs["Config"]["User"] == "root" and host["CapAdd"] == ["SYS_ADMIN"]
+        assert host["NetworkMode"] in ("default", "bridge")
+        assert not host["Memory"] and not host["NanoCpus"] and not host["PidsLimit"]
+        assert container.attrs["Config"]["Labels"]["cwm-eval.phase"] == "verify"
+    finally:
+        remove_container(container)
+    verdict = verify(suite, task, task.metadata["patch"], tmp_path)
+    logs = tmp_path / "verifier"
+    assert sorted(p.name for p in logs.iterdir()) == ["eval.sh", "patch.diff", "report.json", "run_instance.log",
+                                                     "test_output.txt"]
+    output = (logs / "test_output.txt").read_text()
+    assert APPLY_PATCH_PASS not in output and START_TEST_OUTPUT in output  # the eval script's output only
+    assert APPLY_PATCH_PASS in (logs / "run_instance.log").read_text()
+    assert (logs / "eval.sh").read_text() == make_test_spec(task.metadata).eval_script  # with the exit-code record
+    assert verdict.resolved and verdict.details["flags"] == []

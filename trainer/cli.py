@@ -39,8 +39,10 @@ def sft(
     grad_checkpointing: bool = typer.Option(False, help="recompute activations in the backward pass"),
 ) -> None:
     """Supervised fine-tuning: loss on assistant tokens (openai rows) or on the stored loss mask (tokens rows)."""
+    from harness.run_guard import check_writable
     from trainer.sft import SftConfig, run_sft
 
+    check_writable(out, "--out")
     config = SftConfig(model=model, data=data, out=out, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha,
                        epochs=epochs, lr=lr, max_len=max_len, batch_tokens=batch_tokens, grad_accum=grad_accum,
                        resume=resume, packing=packing, warmup_steps=warmup_steps, max_steps=max_steps, seed=seed,
@@ -72,11 +74,13 @@ def rl(
 ) -> None:
     """Asynchronous RL: samplers run trials continuously; weights reach the running vLLM server each step."""
     from agents.cwm.agent import CwmConfig
+    from harness.run_guard import check_writable
     from harness.serve import embedded_preset, materialise_embedded
     from tasks import load_suite
     from trainer.rl.loop import RLConfig
     from trainer.rl.run import train_rl
 
+    check_writable(out, "--out")
     if model == "smollm2-135m":
         preset = embedded_preset()
         materialise_embedded(preset, log=console.print)

@@ -58,7 +58,7 @@ def run_tests(sandbox: Sandbox, problem: Problem, *, codes: dict[str, str] | Non
         (folder / "runner.py").write_text(RUNNER_SOURCE.read_text())
         (folder / "job.json").write_text(json.dumps(job))
         for sid, code in codes.items():
-            (folder / "code" / f"{sid}.py").write_text(code)
+            (folder / "code" / f"{sid}.py").write_bytes(code.encode(errors="surrogateescape"))
         sandbox.exec(f"rm -rf {shlex.quote(root)}", workdir="/")
         sandbox.copy_in(folder, root)  # one archive, however many files
     # the program under test runs as nobody: it may reach runner.py, never the job (expected outputs) or the code
@@ -84,7 +84,7 @@ def run_tests(sandbox: Sandbox, problem: Problem, *, codes: dict[str, str] | Non
 
 
 def execute_problem(problem: Problem, codes: dict[str, str], *, image: str, limits: Limits | None = None,
-                    timeout: float = DEFAULT_TIMEOUT) -> dict[str, dict]:
-    """One fresh container (no network) runs every sample of one problem."""
-    with Sandbox.start(image, phase="execute", workdir="/tmp", limits=limits, network=False) as sandbox:
+                    timeout: float = DEFAULT_TIMEOUT, phase: str = "execute") -> dict[str, dict]:
+    """One fresh container of `image` (no network) runs every sample of one problem."""
+    with Sandbox.start(image, phase=phase, workdir="/tmp", limits=limits, network=False) as sandbox:
         return run_tests(sandbox, problem, codes=codes, timeout=timeout)

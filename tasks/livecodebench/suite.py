@@ -2,14 +2,18 @@
 
 Agentic: the agent's container holds /workspace/problem.md, the public tests (tests/public_N.in/.out and
 tests/public_tests.json) and run_tests.py, in a git repository so the trial's diff is the solution. The hidden
-tests only enter the container at verification, which runs /workspace/solution.py against every public and
-private test in a fresh `docker exec`, outside the agent's session. The codegen scenario (codegen.py) uses the
-same problems and executor without an agent.
+tests never enter the agent's container: verification reads /workspace/solution.py out of it (Docker's archive
+API) and runs it against every public and private test in a fresh container of the clean image holding only
+that file (nothing else the agent left, a sitecustomize.py say, takes part). The codegen scenario (codegen.py)
+uses the same problems and executor without an agent.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import posixpath
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -22,16 +26,46 @@ from harness.sandbox import Sandbox
 from harness.store import write_json
 from tasks.base import Reference, Task, Verdict
 from tasks.livecodebench.dataset import Problem, Selection, load_problems
-from tasks.livecodebench.execute import DEFAULT_TIMEOUT, RUNNER_SOURCE, ExecutionError, global_timeout, job_tests, \
-    run_tests
+from tasks.livecodebench.execute import DEFAULT_TIMEOUT, RUNNER_SOURCE, ExecutionError, execute_problem, \
+    global_timeout, job_tests, missing_result
 from tasks.livecodebench.extract import EXTRACT_MODES
 from tasks.livecodebench.metrics import metrics_line, write_metrics
 from tasks.livecodebench.prompts import PROMPT_STYLES, agentic_instruction, problem_markdown
 
 WORKDIR = "/workspace"
+SOLUTION = "solution.py"
+MAX_SOLUTION_BYTES = 4 << 20
 SCENARIOS = ("codegen", "agentic")
 GIT_INIT = ("chown -R 0:0 . && chmod -R a+rX . && git init -q && git add -A && git -c user.name=cwm-eval -c user.email=cwm-eval@localhost "
             "commit -qm 'the problem'")
+
+
+class SolutionMissing(Exception):
+    """solution.py is absent, not a regular file, or too large: the agent's failure."""
+
+
+def read_solution(container, path: str, hops: int = 8) -> str:
+    """A file's text read out of a container with Docker's archive API (symbolic links followed, no binary of the
+    container runs); SolutionMissing when there is no regular file of at most MAX_SOLUTION_BYTES there."""
+    for _ in range(hops):
+        try:
+            stream, stat = container.get_archive(path)
+        except docker.errors.NotFound:
+            raise SolutionMissing(f"{path} does not exist") from None
+        except docker.errors.APIError as exc:  # a path the agent made unreadable (a link loop, a socket)
+            raise SolutionMissing(f"{path} cannot be read: {exc.explanation or exc}") from None
+        target = stat.get("linkTarget") or ""
+        if target:  # a symbolic link: Docker archives the link itself
+            path = target if target.startswith("/") else f"{posixpath.dirname(path)}/{target}"
+            continue
+        if stat.get("size", 0) > MAX_SOLUTION_BYTES:
+            raise SolutionMissing(f"{path} is larger than {MAX_SOLUTION_BYTES} bytes")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.next()
+            if member is None or not member.isfile():
+                raise SolutionMissing(f"{path} is not a regular file")
+            return tar.extractfile(member).read().decode(errors="surrogateescape")
+    raise SolutionMissing(f"{path}: too many symbolic links")
 
 
 class LiveCodeBenchSuite:
@@ -104,17 +138,26 @@ class LiveCodeBenchSuite:
         raise UserError("livecodebench has no reference solutions")
 
     def verify(self, task: Task, patch: str, log_dir: Path, sandbox: Sandbox | None = None) -> Verdict:
-        """solution.py against every test (public + hidden), in the agent's container, in a fresh exec."""
+        """solution.py, read out of the agent's container with Docker's archive API, against every test (public +
+        hidden) in a fresh container of the clean image holding that one file: nothing else the agent left (a
+        sitecustomize.py, a patched interpreter) takes part."""
         if sandbox is None:
             return Verdict(resolved=False, reward=0.0,
-                           infra_error="livecodebench verifies in the agent's container, and none was given")
-        try:
-            results = run_tests(sandbox, self.problem(task.id), paths={"solution": f"{task.workdir}/solution.py"},
-                                timeout=self.timeout)
-        except (ExecutionError, docker.errors.DockerException) as exc:
-            return Verdict(resolved=False, reward=0.0, infra_error=f"{type(exc).__name__}: {exc}")
-        result = results["solution"]
+                           infra_error="livecodebench reads solution.py from the agent's container, and none was given")
         log_dir.mkdir(parents=True, exist_ok=True)
+        problem = self.problem(task.id)
+        try:
+            code = read_solution(sandbox.container, f"{task.workdir}/{SOLUTION}")
+        except SolutionMissing as exc:
+            result = missing_result("missing_solution", str(exc), len(problem.tests)) | {"reason": str(exc)}
+        else:
+            try:
+                results = execute_problem(problem, {"solution": code}, image=self.image, timeout=self.timeout,
+                                          phase="verify")
+            except (ExecutionError, docker.errors.DockerException) as exc:
+                return Verdict(resolved=False, reward=0.0, infra_error=f"{type(exc).__name__}: {exc}")
+            result = results["solution"]
+        result["graded_in"] = "a fresh container of the clean image with only solution.py"
         write_json(log_dir / "report.json", result)
         return Verdict(resolved=result["passed"], reward=1.0 if result["passed"] else 0.0, details=result)
 

@@ -10,6 +10,7 @@ import random
 import re
 from pathlib import Path
 
+import yaml
 from pydantic import BaseModel
 from swebench.cli._datasets import resolve_dataset
 from swebench.harness.log_parsers import python as python_parsers
@@ -50,11 +51,37 @@ def load_instances(selection: Selection) -> list[dict]:
     return select(rows, selection)
 
 
+def check_config(path: Path) -> None:
+    """sweb.yaml: a mapping whose `datasets` (and `splits`, if given) are non-empty lists of names."""
+    config_path = path / CONFIG_FILE
+    try:
+        config = yaml.safe_load(config_path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"malformed {config_path}: not valid YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {config_path}: {exc}") from None
+    if not isinstance(config, dict):
+        raise UserError(f"malformed {config_path}: expected a mapping with `datasets:` and `splits:`, "
+                        f"found {'an empty file' if config is None else type(config).__name__}")
+    for key in ("datasets", "splits"):
+        value = config.get(key, ["test"] if key == "splits" else None)
+        if not (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)):
+            raise UserError(f"malformed {config_path}: `{key}` must be a non-empty list of names, found {value!r}")
+
+
 def _from_task_repo(path: Path, selection: Selection) -> list[dict]:
-    problems = [p for p in errors(check_task_repo(path)) if "derived name" not in p.message]
-    if problems:
-        raise UserError(f"malformed task in {path}: {problems[0].where}: {problems[0].message}")
-    rows = load_task_repo(path)
+    check_config(path)
+    try:
+        problems = [p for p in errors(check_task_repo(path)) if "derived name" not in p.message]
+        if problems:
+            raise UserError(f"malformed task in {path}: {problems[0].where}: {problems[0].message}")
+        rows = load_task_repo(path)
+    except (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError, OSError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise UserError(f"malformed task repo {path}: {type(exc).__name__}: {detail}") from None
     if selection.task_ids:
         return rows
     return [row for row in rows if row.get("split", selection.split) == selection.split]
@@ -65,11 +92,23 @@ def _from_dataset(selection: Selection) -> list[dict]:
     local = name.endswith((".json", ".jsonl", ".parquet"))
     if local and not Path(name).is_file():
         raise UserError(f"dataset file {name} does not exist")
+    if not local and looks_like_path(name):
+        if Path(name).expanduser().is_dir():
+            raise UserError(f"dataset folder {name} is not a swebench task repo: it has no {CONFIG_FILE}")
+        if Path(name).expanduser().exists():
+            raise UserError(f"dataset file {name} is not a .json, .jsonl or .parquet file")
+        raise UserError(f"dataset path {name} does not exist (a task repo folder or a .json/.jsonl/.parquet file)")
     try:
         return [dict(row) for row in load_swebench_dataset(name, selection.split)]
     except (OSError, ValueError, ConnectionError) as exc:
         where = "read" if local else "load it from the hub (is the hub reachable? a local .jsonl works offline)"
         raise UserError(f"cannot {where}: {name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+
+
+def looks_like_path(name: str) -> bool:
+    """A local path, not a hub id (`owner/name`): it exists, is absolute or relative, or has more than one `/`."""
+    return (Path(name).expanduser().exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
+            or "\\" in name)
 
 
 def complete_row(row: dict, namespace: str | None) -> dict:

@@ -1,77 +1,209 @@
-"""Grade a patch exactly as the official swebench harness does, in a fresh container of the task image.
+"""Grade a patch as swebench's `run_instance` does (harness/run_evaluation.py), in a fresh container of the task image.
 
-The pieces are swebench's own: `make_test_spec` (eval script with the exit-code record), the
-`git apply` fallback chain, `exec_run_with_timeout`, the log parsers and `get_eval_report`.
+The container is created as swebench creates it (user root, `tail -f /dev/null`, CAP_SYS_ADMIN, Docker's default
+network, no CPU, memory or pids limits; plus our labels, so the run's clean-up finds it). The steps are swebench's
+own, in its order: the patch copied to `CONTAINER_PATCH_FILE`, its `git apply` fallback chain (a pristine tree
+between tries, the reverse check last), the image assets, `/eval.sh` run with `exec_run_with_timeout`, and
+`get_eval_report`. The log folder has swebench's layout: `patch.diff`, `run_instance.log`, `eval.sh`,
+`test_output.txt` (the eval script's output only, plus swebench's timeout line) and `report.json`. As in swebench,
+a patch that does not apply leaves no `test_output.txt` and no `report.json`, and a run past the timeout leaves no
+`report.json`; both are unresolved.
+
+swebench's infrastructure classification (`classify_logs`) is advisory, as swebench keeps it: the verdict is the
+report's, and the classification is a note (`infra_note`, `infra_tier`) in the verdict details.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import logging
+import threading
+from pathlib import Path, PurePosixPath
 
-from swebench.harness.constants import APPLY_PATCH_FAIL, APPLY_PATCH_PASS, CONTAINER_PATCH_FILE
+import docker.errors
+from swebench.harness.constants import APPLY_PATCH_FAIL, APPLY_PATCH_PASS, CONTAINER_PATCH_FILE, LOG_INSTANCE, \
+    LOG_REPORT, LOG_TEST_OUTPUT
+from swebench.harness.docker_utils import copy_to_container, exec_run_with_timeout
 from swebench.harness.grading import get_eval_report, parse_test_exit_code
-from swebench.harness.infra_failure import classify_logs
-from swebench.harness.run_evaluation import GIT_APPLY_CMDS
+from swebench.harness.infra_failure import TIER_ENVIRONMENT, classify_logs
+from swebench.harness.run_evaluation import GIT_APPLY_CMDS, _inject_asset_restore, _stage_image_assets
 from swebench.harness.utils import make_test_spec
+from swebench.image_builder.constants import CONTAINER_USER, CONTAINER_WORKDIR
 
-from harness.sandbox import Sandbox
+from harness.sandbox import docker_client, run_labels
 from tasks.base import Verdict
+from tasks.swebench.tampering import classify_paths, pytest_section_changed
 
 EVAL_TIMEOUT = 1800  # swebench's default per test run
+TAMPERING = "test_tampering"
+INFRA_FLAG = "swebench_infra_failure"
+_loggers = threading.Lock()
+_logger_count = 0
 
 
-def apply_patch(sandbox: Sandbox, patch: str) -> tuple[bool, str]:
-    """swebench's fallback chain; the tree is reset between tries so a partial --reject leaves nothing."""
-    sandbox.write_file(CONTAINER_PATCH_FILE, patch)
-    log = []
+def instance_logger(log_file: Path) -> logging.Logger:
+    """A file logger formatted as swebench's `setup_logger`, under a name of its own (attempts run side by side)."""
+    global _logger_count
+    with _loggers:
+        _logger_count += 1
+        logger = logging.getLogger(f"cwm-eval.run_instance.{_logger_count}")
+    handler = logging.FileHandler(log_file, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logger.log_file = log_file
+    return logger
+
+
+def close_logger(logger: logging.Logger) -> None:
+    for handler in list(logger.handlers):
+        handler.close()
+        logger.removeHandler(handler)
+
+
+def create_container(image: str):
+    """swebench's `create_container` settings, with our labels."""
+    return docker_client().containers.run(image, command="tail -f /dev/null", user=CONTAINER_USER, detach=True,
+                                          cap_add=["SYS_ADMIN"], labels=run_labels("verify"))
+
+
+def remove_container(container) -> None:
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:  # "removal already in progress": someone else is removing it
+        if "already in progress" not in str(exc):
+            raise
+
+
+def apply_patch(container, logger: logging.Logger) -> bool:
+    """swebench's fallback chain, exactly: a pristine tree between tries, the reverse check when every try failed."""
+    val = None
     for attempt, command in enumerate(GIT_APPLY_CMDS):
         if attempt:
-            sandbox.exec("git checkout -- . ; git clean -fdq")
-        result = sandbox.exec(f"{command} {CONTAINER_PATCH_FILE}")
-        log.append(f"$ {command}\n{result.output}")
-        if result.exit_code == 0:
-            return True, "\n".join(log)
-    reverse = sandbox.exec(f"git apply --check --reverse {CONTAINER_PATCH_FILE}")
-    return reverse.exit_code == 0, "\n".join(log)
+            container.exec_run(["/bin/bash", "-c", "git checkout -- . ; git clean -fd"], workdir=CONTAINER_WORKDIR,
+                               user=CONTAINER_USER)
+        val = container.exec_run(f"{command} {CONTAINER_PATCH_FILE}", workdir=CONTAINER_WORKDIR, user=CONTAINER_USER)
+        if val.exit_code == 0:
+            logger.info(f"{APPLY_PATCH_PASS}:\n{val.output.decode('utf-8', errors='replace')}")
+            return True
+        logger.info(f"Failed to apply patch to container: {command}")
+    reverse = container.exec_run(f"git apply --check --reverse {CONTAINER_PATCH_FILE}", workdir=CONTAINER_WORKDIR,
+                                 user=CONTAINER_USER)
+    if reverse.exit_code == 0:
+        logger.info(f"{APPLY_PATCH_PASS}: verified already applied")
+        return True
+    logger.info(f"{APPLY_PATCH_FAIL}:\n{val.output.decode('utf-8', errors='replace')}")
+    return False
 
 
-def _run_eval(spec, patch: str, timeout: int) -> str:
-    with Sandbox.start(spec.image, workdir="/testbed", phase="verify") as sandbox:
-        applied, apply_log = apply_patch(sandbox, patch)
-        if not applied:
-            return f"{APPLY_PATCH_FAIL}:\n{apply_log}\n"
-        sandbox.write_file("/eval.sh", spec.eval_script)
-        result = sandbox.exec("/bin/bash /eval.sh", timeout=timeout)
-        text = f"{APPLY_PATCH_PASS}:\n{apply_log}\n{result.output}"
-        if result.timed_out:
-            text += f"\n\nTimeout error: {timeout} seconds exceeded."
-        return text
+def _read(container, path: str, revision: str | None = None) -> str | None:
+    """A file of the work tree (or of `revision`), None when it does not exist there."""
+    argv = ["git", "show", f"{revision}:{path}"] if revision is not None else ["cat", "--", path]
+    result = container.exec_run(argv, workdir=CONTAINER_WORKDIR, demux=True)
+    if result.exit_code != 0:
+        return None
+    return (result.output[0] or b"").decode(errors="replace")
 
 
-def grade(instance: dict, patch: str, log_dir: Path, *, model: str = "cwm-eval",
-          timeout: int = EVAL_TIMEOUT) -> Verdict:
-    """Apply `patch`, run the eval script and grade with swebench; logs go to `log_dir`."""
+def tampering(container, patch: str) -> list[str]:
+    """The test-infrastructure files the applied patch touches (read-only look at the grading container)."""
+    flagged, sectioned = classify_paths(patch)
+    for path in sectioned:
+        if pytest_section_changed(path, _read(container, path, "HEAD"), _read(container, path)):
+            flagged.append(f"{path} (pytest section)")
+    return flagged
+
+
+def run_instance(spec, patch: str, log_dir: Path, timeout: int, task_repo: str | None) -> dict:
+    """swebench's `run_instance` steps; returns what happened: applied, timed_out, killed, tampered paths."""
+    logger = instance_logger(log_dir / LOG_INSTANCE)
+    container = None
+    state = {"applied": False, "timed_out": False, "killed": None, "tampering": []}
+    try:
+        container = create_container(spec.image)
+        logger.info(f"Container for {spec.instance_id} started: {container.id}")
+        copy_to_container(container, log_dir / "patch.diff", PurePosixPath(CONTAINER_PATCH_FILE))
+        if not apply_patch(container, logger):
+            return state
+        state["applied"] = True
+        state["tampering"] = tampering(container, patch)
+        before = container.exec_run("git -c core.fileMode=false diff", workdir=CONTAINER_WORKDIR)
+        logger.info(f"Git diff before:\n{before.output.decode('utf-8', errors='replace').strip()}")
+        restore = _stage_image_assets(container, spec, log_dir, logger, task_repo)
+        eval_file = log_dir / "eval.sh"
+        eval_file.write_text(_inject_asset_restore(spec.eval_script, restore))
+        copy_to_container(container, eval_file, PurePosixPath("/eval.sh"))
+        output, timed_out, runtime = exec_run_with_timeout(container, "/bin/bash /eval.sh", timeout)
+        logger.info(f"Test runtime: {runtime:_.2f} seconds")
+        with open(log_dir / LOG_TEST_OUTPUT, "w") as f:
+            f.write(output)
+            if timed_out:
+                f.write(f"\n\nTimeout error: {timeout} seconds exceeded.")
+        if timed_out:
+            logger.info(f"Test timed out after {timeout} seconds.")
+            state["timed_out"] = True
+            return state
+        container.reload()
+        if not container.attrs["State"].get("Running"):  # the tests brought the container down
+            state["killed"] = "verifier out of memory" if container.attrs["State"].get("OOMKilled") else \
+                "verifier killed"
+            return state
+        after = container.exec_run("git -c core.fileMode=false diff", workdir=CONTAINER_WORKDIR)
+        logger.info(f"Git diff after:\n{after.output.decode('utf-8', errors='replace').strip()}")
+        return state
+    finally:
+        if container is not None:
+            remove_container(container)
+        close_logger(logger)
+
+
+def grade(instance: dict, patch: str, log_dir: Path, *, model: str = "cwm-eval", timeout: int = EVAL_TIMEOUT,
+          task_repo: str | None = None) -> Verdict:
+    """Apply `patch`, run the eval script and grade with swebench; logs go to `log_dir` in swebench's layout.
+
+    Verdict details: swebench's per-instance report, the test command's exit code, swebench's advisory
+    classification of an unresolved log, `reason` (why unresolved, when the patch or its tests caused it) and
+    `flags` ("test_tampering", "swebench_infra_failure").
+    """
     spec = make_test_spec(instance)
     iid = instance["instance_id"]
     prediction = {"instance_id": iid, "model_name_or_path": model, "model_patch": patch}
     log_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (LOG_TEST_OUTPUT, LOG_REPORT, "eval.sh"):  # a re-grade starts from an empty folder
+        (log_dir / stale).unlink(missing_ok=True)
     (log_dir / "patch.diff").write_text(patch or "")
-    (log_dir / "eval.sh").write_text(spec.eval_script)
-    test_output = log_dir / "test_output.txt"
-
+    unrun = {"patch_is_None": False, "patch_exists": True, "patch_successfully_applied": False, "resolved": False,
+             "infra_failure": False}
     if not patch.strip():  # swebench does not run empty patches
-        test_output.write_text(f"{APPLY_PATCH_FAIL}:\nempty patch\n")
-    else:
-        test_output.write_text(_run_eval(spec, patch, timeout))
-
+        return Verdict(resolved=False, reward=0.0, details={**unrun, "reason": "empty patch"})
+    state = run_instance(spec, patch, log_dir, timeout, task_repo)
+    flags = [TAMPERING] if state["tampering"] else []
+    extra = {"test_tampering": state["tampering"]} if state["tampering"] else {}
+    if not state["applied"]:
+        return Verdict(resolved=False, reward=0.0, details={**unrun, "reason": "patch does not apply"})
+    test_output = log_dir / LOG_TEST_OUTPUT
+    text = test_output.read_text(errors="replace")
+    if state["timed_out"] or state["killed"]:  # swebench writes no report for these
+        reason = "verifier timed out" if state["timed_out"] else state["killed"]
+        return Verdict(resolved=False, reward=0.0, details={
+            **unrun, "patch_successfully_applied": True, "test_exit_code": parse_test_exit_code(text),
+            "reason": reason, "flags": flags, **extra})
     report = get_eval_report(spec, prediction, str(test_output), include_tests_status=True)
-    (log_dir / "report.json").write_text(json.dumps(report, indent=4))
+    (log_dir / LOG_REPORT).write_text(json.dumps(report, indent=4))
     entry = dict(report[iid])
-    # the test command's own exit code, and swebench's advisory infra-failure tier (environment | ambiguous)
-    entry["test_exit_code"] = parse_test_exit_code(test_output.read_text(errors="replace"))
-    classification = None if entry["resolved"] else classify_logs(test_output)
-    entry["infra_tier"] = classification[1] if classification else None
-    infra = entry.get("infra_failure_reason") if entry.get("infra_failure") else None
+    entry["test_exit_code"] = parse_test_exit_code(text)
     resolved = bool(entry["resolved"])
-    return Verdict(resolved=resolved, reward=1.0 if resolved else 0.0, details=entry, infra_error=infra)
+    # swebench's run report classifies every unresolved log; the per-instance report only an unparsable one
+    classification = None if resolved else classify_logs(test_output, log_dir / LOG_INSTANCE)
+    entry["infra_note"] = classification[0] if classification else None
+    entry["infra_tier"] = classification[1] if classification else None
+    if classification and classification[1] == TIER_ENVIRONMENT:
+        flags.append(INFRA_FLAG)
+        entry["reason"] = (f"swebench notes a likely infrastructure failure ({classification[0]}); advisory, "
+                           "scored from the report")
+    elif not resolved and not entry.get("patch_successfully_applied"):
+        entry["reason"] = "no parsable test results"
+    return Verdict(resolved=resolved, reward=1.0 if resolved else 0.0, details={**entry, "flags": flags, **extra})

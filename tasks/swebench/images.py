@@ -13,6 +13,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 
 from harness.errors import UserError
 from harness.images import BASE_IMAGE, bootstrap_base, build_image, image_exists
+from harness.outcomes import InfraError
 from harness.sandbox import docker_client
 
 PULLS_AT_ONCE = 4
@@ -20,7 +21,7 @@ _pulls = threading.BoundedSemaphore(PULLS_AT_ONCE)
 ESTIMATED_BYTES = {"prebuilt": 3_000_000_000, "build": 1_000_000_000}  # per missing image (Verified: ~2.5 GB)
 
 
-class ImagePullError(RuntimeError):
+class ImagePullError(InfraError):
     """A registry did not serve the image: an infrastructure failure, retried on resume."""
 
 

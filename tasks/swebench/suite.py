@@ -6,6 +6,7 @@ from pathlib import Path
 
 from swebench.task.repo import task_paths
 
+from harness.outcomes import InfraError
 from harness.records import Outcome, TrialResult
 from harness.sandbox import Sandbox
 from tasks.base import Reference, Task, Verdict
@@ -32,6 +33,7 @@ class SweBenchSuite:
         self.selection = selection
         self.name = name
         repo = is_task_repo(selection.dataset)
+        self.task_repo = str(selection.dataset) if repo else None  # swebench reads image assets from it
         self.task_dirs: dict[str, Path] = task_paths(selection.dataset) if repo else {}
         # task repos carry their Dockerfiles, so they build by default; datasets pull the official images
         self.image_source = image_source or ("build" if repo else "prebuilt")
@@ -53,13 +55,13 @@ class SweBenchSuite:
         """The agent sees the repo at the base commit, no later history, and no test patch."""
         result = sandbox.exec(SCRUB_GIT)
         if result.exit_code != 0:
-            raise RuntimeError(f"git scrub failed in {task.id}: {result.output[-500:]}")
+            raise InfraError(f"git scrub failed in {task.id}: {result.output[-500:]}")
 
     def reference_solution(self, task: Task) -> Reference:
         return Reference(kind="patch", content=task.metadata["patch"])
 
     def verify(self, task: Task, patch: str, log_dir: Path, sandbox: Sandbox | None = None) -> Verdict:
-        return grade(task.metadata, patch, log_dir)
+        return grade(task.metadata, patch, log_dir, task_repo=self.task_repo)
 
     def finalize(self, run_dir: Path, results: list[TrialResult], tasks: list[Task]) -> list[str]:
         """Official formats, and for the oracle the instances whose gold patch does not resolve."""

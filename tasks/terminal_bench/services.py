@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 
 import docker.errors
 
-from harness.sandbox import (CURRENT_TRIAL, LABEL, PHASE_LABEL, RUN_LABEL, TRIAL_LABEL, Limits, Sandbox, docker_client,
-                             host_capped)
+from harness.sandbox import Limits, Sandbox, docker_client, host_capped, run_labels
 from tasks.terminal_bench.compose import ServiceSpec
 
 HEALTH_WAIT_CAP = 600.0
@@ -38,11 +37,6 @@ class ServiceGroup:
             self.network.remove()
         except docker.errors.APIError:
             pass
-
-
-def _labels(phase: str) -> dict[str, str]:
-    run_id, trial = CURRENT_TRIAL.get()
-    return {LABEL: "1", RUN_LABEL: run_id, TRIAL_LABEL: trial, PHASE_LABEL: phase}
 
 
 def _health_budget(check: dict) -> float:
@@ -83,14 +77,14 @@ def start_services(services: list[ServiceSpec], images: dict[str, str], sandbox:
     limits = host_capped(limits or Limits())
     name = f"cwm-eval-tb-{uuid.uuid4().hex[:12]}"
     group = ServiceGroup(network=client.networks.create(name, driver="bridge", internal=not internet,
-                                                        labels=_labels("network")))
+                                                        labels=run_labels("network")))
     try:
         for service in services:
             endpoint = client.api.create_endpoint_config(aliases=[service.name])
             container = client.containers.run(
                 images[service.name], command=service.command, entrypoint=service.entrypoint,
                 environment=service.environment, working_dir=service.working_dir, healthcheck=service.healthcheck,
-                volumes=service.volumes or None, labels=_labels(f"service:{service.name}"), detach=True,
+                volumes=service.volumes or None, labels=run_labels(f"service:{service.name}"), detach=True,
                 network=name, networking_config={name: endpoint}, hostname=service.name,
                 nano_cpus=int(limits.cpus * 1e9), mem_limit=limits.memory, pids_limit=limits.pids,
             )

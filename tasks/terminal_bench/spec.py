@@ -43,6 +43,7 @@ class TaskSpec(BaseModel):
     network: bool = True
     cpus: float | None = None
     memory_mb: int | None = None
+    storage_mb: int | None = None  # Harbor's [environment] storage_mb: the container's disk bound
     tests_dir: str
     run_tests: str | None = None  # TB 1.x: run-tests.sh on the host, copied to /tests/run-tests.sh
     test_command: str  # what the verifier runs, in the container
@@ -198,7 +199,7 @@ def _harbor(task_dir: Path, task_id: str, problems: list[str]) -> TaskSpec | Non
         id=task_id, format="harbor", path=str(task_dir), instruction=instruction, **image, main_alias="main",
         services=compose.services if compose else [], agent_timeout=config.agent.timeout_sec,
         verify_timeout=config.verifier.timeout_sec, network=env.internet, cpus=env.cpus,
-        memory_mb=env.memory_limit_mb, tests_dir=str(task_dir / "tests"), run_tests=None,
+        memory_mb=env.memory_limit_mb, storage_mb=env.storage_mb, tests_dir=str(task_dir / "tests"), run_tests=None,
         test_command=f"bash {TESTS_IN_CONTAINER}/test.sh", verifier_env=config.verifier.env, parser="reward",
         solution=str(solution) if (solution / "solve.sh").is_file() else None,
         labels={"format": "harbor", **metadata}, warnings=warnings,

@@ -108,12 +108,14 @@ class TerminalBenchSuite:
         task.workdir = workdir
 
     def setup(self, task: Task, sandbox: Sandbox) -> None:
-        """Log folders; the task's own CPU/memory limits; extra services on a private network the agent joins."""
+        """Log folders; the task's own CPU/memory/disk limits; extra services on a private network the agent joins."""
         spec = self.spec(task)
         result = sandbox.exec(SETUP, workdir="/")
         if result.exit_code != 0:
             raise RuntimeError(f"setup of {task.id} failed: {result.output[-300:]}")
         apply_resources(sandbox, spec.cpus, spec.memory_mb)
+        if spec.storage_mb:
+            sandbox.bound_disk(spec.storage_mb * 2**20)  # the task's disk bound, in place of --disk
         if spec.services:
             images = {s.name: image_tag(task.id, s.name) if s.context else map_image(s.image, self.image_map)
                       for s in spec.services}
@@ -127,7 +129,8 @@ class TerminalBenchSuite:
                          timeout=spec.agent_timeout or 600.0)
 
     def verify(self, task: Task, patch: str, log_dir: Path, sandbox: Sandbox | None = None) -> Verdict:
-        """Tests in the agent's container (still running), in a fresh shell, under the task's test timeout."""
+        """Tests in the agent's container (still running), once every process the agent left is killed, in a fresh
+        shell, under the task's test timeout (verify.py)."""
         if sandbox is None:
             return Verdict(resolved=False, reward=0.0,
                            infra_error="terminal-bench verifies in the agent's container, and none was given")

@@ -36,6 +36,9 @@ class RLConfig(BaseModel):
     entropy_coef: float = 0.0  # entropy bonus on sampled positions (keeps a gradient when a group's rewards tie)
     mask_truncated: bool = False  # trajectories that hit a limit carry no gradient
     reward: str = "cwm"  # cwm: +1 resolved / -1 otherwise; suite: the suite's reward value
+    # a patch that touches test infrastructure (conftest.py, pytest config, sitecustomize.py) scores as unresolved:
+    # the runner's --reject-test-tampering, on by default here so that no reward is paid for rigging the tests
+    reject_test_tampering: bool = True
     concurrency: int = 2
     drain_seconds: float = 300.0  # after the last step, let in-flight trials finish (their data is kept on disk)
 
@@ -50,12 +53,15 @@ class Sample:
     versions: list[int]
 
     def reward(self, kind: str) -> float:
+        """From the trial's outcome, as the runner scored it (a rejected tampering patch is unresolved, reward 0)."""
         if kind == "suite":
             return self.result.reward
         return 1.0 if self.result.resolved else -1.0
 
 
 def load_sample(run_dir: Path, result: TrialResult) -> Sample | None:
+    if not result.finished:
+        return None  # an error (infrastructure or harness bug) is not scored, so it pays no reward either
     path = run_dir / "trials" / result.task_id / str(result.attempt) / "trajectory.jsonl"
     events = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     tokens = next((e for e in events if e.get("kind") == "tokens"), None)

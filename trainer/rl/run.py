@@ -53,7 +53,8 @@ def train_rl(*, suite, tasks, model: str, out: Path, config: RLConfig, cwm: CwmC
         agent = CwmAgent(client, cwm.model_copy(update={"token_exact": True, "logprobs": True}),
                          ChatRenderer(tokenizer))
         run_config = RunConfig(suite=suite.name, agent="cwm", model_url=model_url, run_id=run_id,
-                               output=out / "results", concurrency=config.concurrency, cwm=agent.config)
+                               output=out / "results", concurrency=config.concurrency, cwm=agent.config,
+                               reject_test_tampering=config.reject_test_tampering)
         runner = Runner(run_config, suite, agent)
         runner.store.write_run({"run_id": run_id, "rl": config.model_dump(), "model": client.model})
         trainer = RLTrainer(config, runner, tasks, policy, tokenizer, WeightSync(model_url, out / "weights", clock), out)
