@@ -44,21 +44,24 @@ _quota_refused: dict[str, str] = {}  # daemon id -> why its storage driver refus
 _quota_lock = threading.Lock()
 
 
-def disk_bytes(text: str | int | None) -> int | None:
-    """Docker's size notation (10g, 500m, 1073741824) in bytes; None for no bound (0, none, off)."""
-    if text is None:
-        return None
+def size_bytes(text: str | int, option: str, example: str) -> int:
+    """Docker's size notation (10g, 500m, 1.5GiB, 1073741824) in bytes; a one-line error naming `option`."""
     value = str(text).strip().lower().removesuffix("ib").removesuffix("b") or "0"
-    if value in ("0", "none", "off", "unlimited"):
-        return None
     number, unit = (value[:-1], value[-1]) if value[-1] in UNITS else (value, "b")
     try:
-        amount = float(number)
+        return int(float(number) * UNITS[unit])
     except ValueError:
-        raise UserError(f"--disk {text!r}: use a size such as 10g or 500m (0 for no bound)") from None
+        raise UserError(f"{option} {text!r}: use a size such as {example}") from None
+
+
+def disk_bytes(text: str | int | None) -> int | None:
+    """The disk bound in bytes; None for no bound (0, none, off)."""
+    if text is None or str(text).strip().lower() in ("0", "none", "off", "unlimited"):
+        return None
+    amount = size_bytes(text, "--disk", "10g or 500m (0 for no bound)")
     if amount < 0:
         raise UserError(f"--disk {text!r} must not be negative")
-    return int(amount * UNITS[unit]) or None
+    return amount or None
 
 
 def quota_refused(exc: docker.errors.APIError) -> bool:

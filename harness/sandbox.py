@@ -14,7 +14,7 @@ import docker.errors
 from pydantic import BaseModel, field_validator
 from swebench.harness.docker_utils import exec_run_with_timeout
 
-from harness.disk_limit import DEFAULT_DISK, DiskWatchdog, create_bounded, disk_bytes
+from harness.disk_limit import DEFAULT_DISK, DiskWatchdog, create_bounded, disk_bytes, size_bytes
 from harness.errors import UserError
 from harness.ownership import OWNER_LABEL, owner_id
 from harness.session import BashSession
@@ -44,17 +44,11 @@ class Limits(BaseModel):
 
 
 def memory_bytes(text: str) -> int:
-    """Docker's memory notation (512m, 16g, 1073741824) in bytes; a clear error otherwise."""
-    units = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-    value = text.strip().lower()
-    number, unit = (value[:-1], value[-1]) if value and value[-1] in units else (value, "b")
-    try:
-        amount = float(number)
-    except ValueError:
-        raise UserError(f"--memory {text!r}: use a size such as 16g, 512m or 1073741824") from None
+    """A memory size (512m, 16g, 1073741824) in bytes; a clear error otherwise."""
+    amount = size_bytes(text, "--memory", "16g, 512m or 1073741824")
     if amount <= 0:
         raise UserError(f"--memory {text!r} must be more than 0")
-    return int(amount * units[unit])
+    return amount
 
 
 @lru_cache(maxsize=1)
