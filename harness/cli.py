@@ -84,14 +84,23 @@ def run(
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join (default: start a local one)"),
     max_starting_containers: int = typer.Option(4, min=1, help="containers starting at once"),
     max_model_requests: int = typer.Option(64, min=1, help="model requests in flight across endpoints"),
-    release: Optional[str] = typer.Option(None, help="livecodebench: v1..v6 (the hub's release_vN; default latest)"),
-    since: Optional[str] = typer.Option(None, help="livecodebench: contest_date on or after YYYY-MM-DD"),
-    until: Optional[str] = typer.Option(None, help="livecodebench: contest_date on or before YYYY-MM-DD"),
+    release: Optional[str] = typer.Option(None, help="livecodebench: v5 | v6 (CWM's sets: the hub's release_v5/v6 "
+                                                     "with contest_date in [2024-10-01, 2025-02-01) / [2024-08-01, "
+                                                     "2025-05-01)), or release_v1..release_v6 (the whole hub "
+                                                     "release; default release_latest)"),
+    since: Optional[str] = typer.Option(None, help="livecodebench: contest_date on or after YYYY-MM-DD (inclusive)"),
+    until: Optional[str] = typer.Option(None, help="livecodebench: contest_date before YYYY-MM-DD (exclusive, as "
+                                                   "CWM's windows)"),
     difficulty: list[str] = typer.Option([], help="livecodebench: easy | medium | hard (repeatable or a,b)"),
     platform: list[str] = typer.Option([], help="livecodebench: leetcode | codeforces | atcoder (repeatable)"),
     scenario: str = typer.Option("codegen", help="livecodebench: codegen (single turn, n samples, pass@k) | "
                                                  "agentic (the agent writes /workspace/solution.py)"),
     samples: int = typer.Option(10, min=1, help="livecodebench codegen: samples per problem"),
+    protocol: str = typer.Option("cwm", help="livecodebench: cwm (CWM's prompt, extraction and grading) | "
+                                             "lcb_runner (lcb_runner's)"),
+    lcb_source: Optional[Path] = typer.Option(None, help="livecodebench --protocol lcb_runner: a LiveCodeBench "
+                                                         "checkout whose prompts are used (default: the installed "
+                                                         "lcb_runner, else cwm-eval's own wording)"),
 ) -> None:
     """Run an agent on a suite: one container per trial, graded as the official harness grades."""
     from agents import make_agent
@@ -131,7 +140,8 @@ def run(
                            exclude_file=exclude_file, image_source=image_source, namespace=namespace,
                            image_map=images, test_timeout_multiplier=test_timeout_multiplier, release=release,
                            since=since, until=until, difficulty=difficulty, platform=platform, scenario=scenario,
-                           samples=samples)
+                           samples=samples, protocol=protocol, cwm_source=config.cwm.cwm_source,
+                           lcb_source=lcb_source)
     tasks = the_suite.load(task or None)
     if agent == "cwm" and not urls:
         from harness.serve import ensure_embedded_server

@@ -25,7 +25,7 @@ LOCK_FILE = ".lock"
 RESUMABLE = {"run_id", "output", "concurrency", "executor", "ray_address", "max_starting_containers",
              "max_model_requests", "model_url", "model", "task_ids", "attempts", "api_key", "cwm.logprobs"}
 # what run.json records about a LiveCodeBench run's protocol (its selection may change)
-LIVECODEBENCH_KEYS = ("scenario", "samples", "test_timeout", "prompt_style", "extract")
+LIVECODEBENCH_KEYS = ("scenario", "samples", "test_timeout", "protocol", "prompt_texts")
 
 
 def check_writable(path: Path, option: str, folder: bool = True) -> None:

@@ -55,10 +55,12 @@ def patch_note(patch: str) -> str | None:
     return None
 
 
-def config_label(config: RunConfig) -> str:
+def config_label(config: RunConfig, suite=None) -> str:
     """What distinguishes one agent configuration from another, in a few words."""
     scoring = [name for name, on in (("grade-worktree", config.grade_worktree),
                                      ("reject-test-tampering", config.reject_test_tampering)) if on]
+    if getattr(suite, "label", None):  # how the suite itself prompts or grades (LiveCodeBench's protocol)
+        scoring.append(suite.label)
     if config.agent != "cwm":
         return " ".join([config.agent, *scoring])
     cwm, sampling = config.cwm, config.sampling
@@ -72,6 +74,12 @@ def config_label(config: RunConfig) -> str:
     parts += scoring
     parts.append("texts=cwm" if cwm.cwm_source else "texts=cwm-eval (not comparable to CWM)")
     return " ".join(parts)
+
+
+def suite_info(suite) -> dict:
+    """What run.json records about a suite that describes its own protocol (LiveCodeBench)."""
+    describe = getattr(suite, "describe", None)
+    return {getattr(suite, "name", "suite"): describe()} if callable(describe) else {}
 
 
 def texts_info(agent) -> dict | None:
@@ -131,6 +139,7 @@ class Runner:
             "agent": self.agent.name, "config": self.config.model_dump(mode="json"), **environment_info(),
             "texts": texts_info(self.agent), "grade_worktree": self.grades_worktree,
             "resources": {"trial_timeout": self.config.trial_timeout, **self.limits.model_dump()},
+            **suite_info(self.suite),
         })
         for result in done:
             self.on_result(result)
@@ -304,6 +313,6 @@ class Runner:
     def _result(self, task: Task, attempt: int, started: float, **fields) -> TrialResult:
         ended = time.time()
         return TrialResult(run_id=self.config.run_id, suite=task.suite, task_id=task.id, attempt=attempt,
-                           agent=self.agent.name, model=self.agent.model, config=config_label(self.config),
+                           agent=self.agent.name, model=self.agent.model, config=config_label(self.config, self.suite),
                            labels=task.labels, started_at=started, ended_at=ended,
                            wall_seconds=round(ended - started, 3), **fields)

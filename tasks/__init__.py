@@ -15,6 +15,7 @@ SUITE_OPTIONS = {
     "image_source": ("demo", "swebench"), "namespace": ("demo", "swebench"), "image_map": ("terminal-bench",),
     "agent_timeout_multiplier": ("terminal-bench",), "test_timeout_multiplier": ("terminal-bench", "livecodebench"),
     "release": LCB, "since": LCB, "until": LCB, "difficulty": LCB, "platform": LCB, "scenario": LCB, "samples": LCB,
+    "protocol": LCB, "lcb_source": LCB,
 }
 
 
@@ -69,21 +70,23 @@ def _terminal_bench(dataset: str | None, *, image_map: dict[str, str] | None = N
 def _livecodebench(dataset: str | None, *, release: str | None = None, split: str = "test", since=None, until=None,
                    difficulty: list[str] | str | None = None, platform: list[str] | str | None = None,
                    scenario: str = "codegen", samples: int = 10, test_timeout: float = 6.0,
-                   test_timeout_multiplier: float = 1.0, prompt_style: str = "cwm", extract: str = "cwm",
+                   test_timeout_multiplier: float = 1.0, protocol: str = "cwm", cwm_source=None, lcb_source=None,
                    filter: str | None = None, limit: int | None = None, shuffle: bool = False, seed: int = 0,
                    exclude_file=None, **_):
     from pydantic import ValidationError
 
-    from tasks.livecodebench.dataset import Selection, read_id_file, release_tag, split_list
+    from tasks.livecodebench.dataset import CWM_WINDOWS, Selection, read_id_file, release_window, split_list
     from tasks.livecodebench.suite import LiveCodeBenchSuite
 
     try:
-        selection = Selection(dataset=dataset, release=release_tag(release), split=split, since=since, until=until,
+        tag, since, until = release_window(release, since, until)
+        preset = (release or "").strip().lower() if (release or "").strip().lower() in CWM_WINDOWS else None
+        selection = Selection(dataset=dataset, release=tag, preset=preset, split=split, since=since, until=until,
                               difficulty=split_list(difficulty), platform=split_list(platform), filter=filter,
                               limit=limit, shuffle=shuffle, seed=seed, exclude=read_id_file(exclude_file))
     except ValidationError as exc:
         raise UserError(f"livecodebench: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']} "
                         "(dates are YYYY-MM-DD)") from None
     return LiveCodeBenchSuite(selection, scenario=scenario, samples=samples,
-                              timeout=test_timeout * test_timeout_multiplier, prompt_style=prompt_style,
-                              extract=extract)
+                              timeout=test_timeout * test_timeout_multiplier, protocol=protocol,
+                              cwm_source=cwm_source, lcb_source=lcb_source)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from pathlib import Path
 
 from agents import make_agent
@@ -53,3 +54,16 @@ def edit_from_patch(patch: str) -> str:
 def turn(thought: str, tool: str | None = None, body: str | None = None) -> str:
     text = f"<think>\n{thought}\n</think>\n"
     return text + (f"<tool: {tool}>\n{body}\n</tool>" if tool else "## Issue Summary\nDone.")
+
+
+def copy_tree(tree: Path, root: Path) -> Path:
+    """A writable copy of a fixture tree at `root`, without bytecode caches."""
+    shutil.copytree(tree, root, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def edit_file(path: Path, old: str, new: str) -> None:
+    """Replace `old` (which must be there) with `new` in the file at `path`."""
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new))

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import copy_tree, edit_file
 
 from agents.cwm import cwm_source
 from agents.cwm.cwm_source import CwmSourceTexts, find_cwm_source, load_cwm_texts
@@ -34,16 +35,8 @@ def _cwm_modules() -> set[str]:
     return {name for name in sys.modules if name == "cwm" or name.startswith("cwm.")}
 
 
-def _copy_fixture(tmp_path: Path) -> Path:
-    root = tmp_path / "cwm-checkout"
-    shutil.copytree(FIXTURE, root, ignore=shutil.ignore_patterns("__pycache__"))
-    return root
 
 
-def _edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new))
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +156,7 @@ def test_submit(texts):
 
 
 def test_loading_never_imports_the_heavy_module_nor_cwm_packages(tmp_path):
-    root = _copy_fixture(tmp_path)  # a fresh root: not served from the cache
+    root = copy_tree(FIXTURE, tmp_path / "cwm-checkout")  # a fresh root: not served from the cache
     before = _cwm_modules()
     texts = load_cwm_texts(root)
     assert texts.think_end_error(1).endswith("saw 1")
@@ -219,8 +212,8 @@ BREAKAGES = {
 @pytest.mark.parametrize("case", sorted(BREAKAGES))
 def test_a_broken_tree_names_what_is_missing(tmp_path, case):
     relative, old, new, named = BREAKAGES[case]
-    root = _copy_fixture(tmp_path)
-    _edit(root / relative, old, new)
+    root = copy_tree(FIXTURE, tmp_path / "cwm-checkout")
+    edit_file(root / relative, old, new)
     before = set(sys.modules)
     with pytest.raises(UserError) as caught:
         load_cwm_texts(root)
@@ -233,7 +226,7 @@ def test_a_broken_tree_names_what_is_missing(tmp_path, case):
 @pytest.mark.parametrize("relative", ["cwm/rl/swerl/tools.py", "cwm/rl/swerl/plugins/create.py",
                                       "cwm/rl/envs/prompts.py"])
 def test_a_missing_file_is_named(tmp_path, relative):
-    root = _copy_fixture(tmp_path)
+    root = copy_tree(FIXTURE, tmp_path / "cwm-checkout")
     (root / relative).unlink()
     with pytest.raises(UserError, match=re.escape(f"{relative} not found")):
         load_cwm_texts(root)
@@ -246,7 +239,7 @@ def test_not_a_directory(tmp_path):
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 def test_origin_names_the_commit_of_a_git_checkout(tmp_path):
-    root = _copy_fixture(tmp_path)
+    root = copy_tree(FIXTURE, tmp_path / "cwm-checkout")
     git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "-A"], check=True)

@@ -24,16 +24,14 @@ from harness.errors import UserError
 from harness.records import ExitStatus, Outcome, TrialResult
 from harness.runner import Runner
 from harness.sandbox import RUN_LABEL, docker_client
-from agents.cwm.texts import THINK_SYSTEM
 from tasks import load_suite
 from tasks.livecodebench.dataset import Selection, decode_tests, load_problems, load_rows, release_tag
 from tasks.livecodebench.execute import execute_problem
-from tasks.livecodebench.extract import extract_code
+from tasks.livecodebench.extract import extract_code, extraction_failure
 from tasks.livecodebench.metrics import default_ks, pass_at_k, summarize
-from tasks.livecodebench.prompts import codegen_messages
 
 STDIN_ID, FUNC_ID, PICKLED_ID = "abc301_a", "add-two-arrays", "1900A"
-SUM_CORRECT = "import sys\na, b = map(int, sys.stdin.buffer.read().split())\nprint(a + b)\n"
+SUM_CORRECT = "import sys\na, b = map(int, sys.stdin.read().split())\nprint(a + b)\n"
 SUM_WRONG = "a, b = map(int, input().split())\nprint(a - b)\n"
 ADD_CORRECT = ("class Solution:\n    def addArrays(self, a: List[int], b: List[int]) -> List[int]:\n"
                "        print('debug output is ignored')\n        return [x + y for x, y in zip(a, b)]\n")
@@ -126,7 +124,9 @@ def test_filters_by_date_difficulty_platform_and_id(dataset):
         return [p.question_id for p in load_problems(Selection(dataset=str(dataset), **kwargs))]
 
     assert ids(since=date(2024, 1, 1)) == [FUNC_ID, PICKLED_ID]
-    assert ids(until=date(2024, 3, 10)) == [STDIN_ID, FUNC_ID]  # inclusive
+    assert ids(since=date(2024, 3, 10)) == [FUNC_ID, PICKLED_ID]  # since: inclusive
+    assert ids(until=date(2024, 3, 10)) == [STDIN_ID]  # until: exclusive, as CWM's windows
+    assert ids(until=date(2024, 3, 11)) == [STDIN_ID, FUNC_ID]
     assert ids(since=date(2024, 1, 1), until=date(2024, 6, 30)) == [FUNC_ID]
     assert ids(difficulty=["Easy", "hard"]) == [STDIN_ID, PICKLED_ID]
     assert ids(platform=["leetcode"]) == [FUNC_ID]
@@ -134,7 +134,7 @@ def test_filters_by_date_difficulty_platform_and_id(dataset):
     assert ids(task_ids=[PICKLED_ID]) == [PICKLED_ID]
     with pytest.raises(UserError, match="unknown question id"):
         ids(task_ids=["nope"])
-    assert release_tag("v5") == "release_v5" and release_tag("release_v2") == "release_v2"
+    assert release_tag("release_v5") == "release_v5" and release_tag("release_v2") == "release_v2"
     with pytest.raises(UserError):
         release_tag("v9")
     suite = load_suite("livecodebench", str(dataset), since="2024-01-01", difficulty=["medium,hard"],
@@ -144,32 +144,68 @@ def test_filters_by_date_difficulty_platform_and_id(dataset):
         load_suite("livecodebench", str(dataset), since="last week")
 
 
+def window_rows(tmp_path: Path) -> Path:
+    """Problems dated on each side of CWM's v5/v6 bounds, in a folder laid out as the hub's release files."""
+    dates = {"before-v6": "2024-07-31T23:59:59", "v6-start": "2024-08-01T00:00:00", "before-v5": "2024-09-30T12:00:00",
+             "v5-start": "2024-10-01T00:00:00", "v5-last": "2025-01-31T23:59:59", "v5-end": "2025-02-01T00:00:00",
+             "v6-last": "2025-04-30T08:00:00", "v6-end": "2025-05-01T00:00:00"}
+    rows = [{**PROBLEMS[0], "question_id": qid, "contest_date": day} for qid, day in dates.items()]
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    (folder / "test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    for n in range(2, 7):  # release_vN adds testN.jsonl: one old problem each
+        (folder / f"test{n}.jsonl").write_text(json.dumps({**PROBLEMS[0], "question_id": f"old-{n}"}) + "\n")
+    return folder
+
+
+def test_release_v5_and_v6_are_cwms_windows_end_exclusive(tmp_path):
+    folder = window_rows(tmp_path)
+
+    def ids(release, **options) -> list[str]:
+        return sorted(t.id for t in load_suite("livecodebench", str(folder), release=release, scenario="agentic",
+                                               **options).load())
+
+    assert ids("v5") == ["v5-last", "v5-start"]
+    assert ids("v6") == sorted(["v6-start", "before-v5", "v5-start", "v5-last", "v5-end", "v6-last"])
+    assert len(ids("release_v6")) == 8 + 5 and len(ids("release_v5")) == 8 + 4  # the hub's whole release
+    assert ids("v5", until="2025-02-02") == ["v5-end", "v5-last", "v5-start"]  # an explicit end replaces v5's
+    suite = load_suite("livecodebench", str(folder), release="v6", scenario="agentic")
+    assert suite.selection.preset == "v6" and suite.selection.release == "release_v6"
+    assert (suite.selection.since, suite.selection.until) == (date(2024, 8, 1), date(2025, 5, 1))
+    with pytest.raises(UserError, match="unknown --release"):
+        load_suite("livecodebench", str(folder), release="v9")
+
+
 # --- prompt, extraction, pass@k --------------------------------------------------------------------------
 
 
-def test_cwm_prompt_names_the_signature_or_standard_io(problems):
-    system, user = codegen_messages(problems[FUNC_ID])
-    assert system["content"] == THINK_SYSTEM  # the think-tag base alone, as CWM's LiveCodeBench env
-    assert user["content"].startswith("Provide a Python solution for the following competitive programming "
-                                      "question: Return the element-wise sum")
-    assert "Use the provided function signature:\n```python\nclass Solution:" in user["content"]
-    assert user["content"].endswith("Your code should read from and write to standard io.") is False
-    assert codegen_messages(problems[STDIN_ID])[1]["content"].endswith(
-        "Your code should read from and write to standard io.")
-    assert codegen_messages(problems[STDIN_ID], "lcb")[1]["content"].startswith("### Question:\n")
-
-
-def test_extraction_cwm_needs_exactly_one_block_lcb_takes_the_last():
-    one = "Sure:\n```python\nprint(1)\n```\nDone."
-    two = "```python\nprint(1)\n```\nor better\n```python\nprint(2)\n```"
+def test_extraction_cwm_needs_exactly_one_block_lcb_runner_takes_the_last():
+    one = "</think>Sure:\n```python\nprint(1)\n```\nDone."
+    two = "</think>```python\nprint(1)\n```\nor better\n```python\nprint(2)\n```"
     assert extract_code(one, "cwm").strip() == "print(1)"
     assert extract_code(two, "cwm") is None
-    assert extract_code(two, "lcb").strip() == "print(2)"
-    assert extract_code("no code at all", "cwm") is None and extract_code("no code at all", "lcb") is None
-    assert extract_code("```\nprint(3)\n```", "cwm").strip() == "print(3)"  # no python block: any one block
-    # code drafted while thinking is not the answer
-    assert extract_code(reply("print(4)\n"), "cwm").strip() == "print(4)"
-    assert extract_code(reply("print(4)\n"), "lcb").strip() == "print(4)"
+    assert extract_code(two, "lcb_runner").strip() == "print(2)"
+    assert extract_code("</think>no code", "cwm") is None and extract_code("no code", "lcb_runner") is None
+    assert extract_code("</think>```\nprint(3)\n```", "cwm").strip() == "print(3)"  # no python block: any one
+    assert extract_code("</think>```text\nprint(3)\n```", "cwm") == "text\nprint(3)\n"  # the word stays
+    assert extract_code(reply("print(4)\n"), "cwm").strip() == "print(4)"  # the draft while thinking is not it
+    with pytest.raises(ValueError, match="unknown protocol"):
+        extract_code(one, "lcb")
+
+
+def test_cwm_extraction_needs_a_closed_reasoning_and_takes_the_first_think_end():
+    answer = "```python\nprint('answer')\n```"
+    # no </think>: CWM extracts nothing, the sample fails (the old code graded the reasoning's block)
+    assert extract_code(f"I will write\n{answer}", "cwm") is None
+    assert "never closed its reasoning" in extraction_failure(f"I will write\n{answer}", "cwm")
+    # the answer starts after the FIRST </think>: a second one is part of the answer's text
+    first = f"thinking</think>\n{answer}\nlater</think>\n```python\nprint('tail')\n```"
+    assert extract_code(first, "cwm") is None  # two blocks after the first </think>: none
+    assert extract_code(f"thinking</think>\n{answer}\nmore</think> words", "cwm").strip() == "print('answer')"
+    # the old rule (after the last </think>) took the tail block here
+    assert extract_code(f"a</think>\n{answer}</think>\n```python\nprint('tail')\n```", "cwm") is None
+    # lcb_runner reads the whole reply, reasoning included
+    assert extract_code(f"I will write\n{answer}", "lcb_runner").strip() == "print('answer')"
 
 
 def test_pass_at_k_matches_known_values_and_lcb_estimator():
@@ -197,7 +233,7 @@ def test_pass_at_k_matches_known_values_and_lcb_estimator():
 
 def test_executor_passes_fails_and_times_out_without_hanging(problems, base_image):
     codes = {"correct": SUM_CORRECT, "wrong": SUM_WRONG, "loop": "while True:\n    pass\n",
-             "syntax": "print(", "crash": "raise SystemExit(3)\n",
+             "syntax": "print(", "crash": "raise ValueError('no')\n", "exit": "print(3)\nexit(1)\n",
              "cheat": "print(open('../job.json').read())\n"}  # the expected outputs are the runner's alone
     results = execute_problem(problems[STDIN_ID], codes, image=base_image, timeout=1.0)
     assert results["correct"]["passed"] and results["correct"]["tests_passed"] == 3
@@ -206,6 +242,7 @@ def test_executor_passes_fails_and_times_out_without_hanging(problems, base_imag
     assert results["loop"]["status"] == "timeout" and results["loop"]["tests"][0]["code"] == -3
     assert results["syntax"]["status"] == "compile_error"
     assert results["crash"]["status"] == "runtime_error"
+    assert results["exit"]["status"] == "wrong_answer"  # SystemExit is swallowed as CWM does: output is graded
     assert results["cheat"]["status"] == "runtime_error" and "Permission denied" in results["cheat"]["tests"][0]["error"]
 
     codes = {"correct": ADD_CORRECT, "wrong": ADD_WRONG,
@@ -224,16 +261,20 @@ def cwm_eval(*args: str) -> subprocess.CompletedProcess:
                           timeout=120, cwd=Path(__file__).parent.parent)
 
 
+CWM_FIXTURE = Path(__file__).parent / "fixtures" / "cwm_source"
+
+
 def test_codegen_scores_pass_at_1_from_samples_and_resumes(dataset, tmp_path, base_image):
     args = ["run", "livecodebench", "--dataset", str(dataset), "--task", STDIN_ID, "--samples", "2",
-            "--run-id", "lcb-codegen", "--output", str(tmp_path)]
+            "--run-id", "lcb-codegen", "--output", str(tmp_path), "--cwm-source", str(CWM_FIXTURE)]
     with ScriptedServer([reply(SUM_CORRECT), reply(SUM_WRONG)]) as server:
         proc = cwm_eval(*args, "--model-url", server.url)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert len(server.requests) == 2
         request = server.requests[0]
-        assert request["messages"][0]["content"].startswith("You are a helpful AI assistant")
-        assert "standard io" in request["messages"][1]["content"]
+        assert request["messages"][0]["content"].startswith("FIXTURE BASE: Fixture assistant.")
+        assert request["messages"][1]["content"].startswith("FIXTURE QUESTION <<Read A and B; print A+B.>>")
+        assert request["messages"][1]["content"].endswith("FIXTURE STDIO.")
     run_dir = tmp_path / "lcb-codegen"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["problems"][STDIN_ID]["pass@1"] == 0.5 and metrics["problems"][STDIN_ID]["n"] == 2
@@ -246,11 +287,14 @@ def test_codegen_scores_pass_at_1_from_samples_and_resumes(dataset, tmp_path, ba
         assert result.usage.model_calls == 1 and result.usage.completion_tokens > 0
         assert result.labels == {"difficulty": "easy", "platform": "atcoder"}
         assert result.verifier["tests"] and result.verifier["extracted"]
+        assert result.verifier["protocol"] == "cwm"
     events = [json.loads(line) for line in
               (run_dir / "trials" / STDIN_ID / "0" / "trajectory.jsonl").read_text().splitlines()]
     assert [e.get("role") for e in events[:3]] == ["system", "user", "assistant"]
     assert events[2]["finish_reason"] == "stop" and events[-1]["kind"] == "end"
-    assert json.loads((run_dir / "run.json").read_text())["livecodebench"]["samples"] == 2
+    run_info = json.loads((run_dir / "run.json").read_text())
+    assert run_info["livecodebench"]["samples"] == 2 and run_info["livecodebench"]["protocol"] == "cwm"
+    assert all("protocol=cwm" in r.config and "not comparable" not in r.config for r in results)  # the label
     assert not docker_client().containers.list(all=True, filters={"label": f"{RUN_LABEL}=lcb-codegen"})
 
     with ScriptedServer([]) as server:  # the same run id: both samples are finished, nothing is asked
@@ -258,6 +302,27 @@ def test_codegen_scores_pass_at_1_from_samples_and_resumes(dataset, tmp_path, ba
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert server.requests == []
     assert json.loads((run_dir / "metrics.json").read_text())["problems"][STDIN_ID]["pass@1"] == 0.5
+
+
+@pytest.mark.parametrize("protocol", ["cwm", "lcb_runner"])
+def test_codegen_grades_an_unclosed_reasoning_by_protocol(dataset, tmp_path, base_image, protocol):
+    """The same reply, a correct program but no </think>: CWM fails it, lcb_runner extracts and passes it."""
+    unclosed = f"I think this works:\n```python\n{SUM_CORRECT}```"
+    run_id = f"lcb-unclosed-{protocol.replace('_', '-')}"
+    with ScriptedServer([unclosed]) as server:
+        proc = cwm_eval("run", "livecodebench", "--dataset", str(dataset), "--task", STDIN_ID, "--samples", "1",
+                        "--run-id", run_id, "--output", str(tmp_path), "--protocol", protocol,
+                        "--model-url", server.url)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = tmp_path / run_id
+    result = TrialResult.model_validate_json((run_dir / "trials" / STDIN_ID / "0" / "result.json").read_text())
+    run_info = json.loads((run_dir / "run.json").read_text())
+    assert run_info["livecodebench"]["protocol"] == protocol and f"protocol={protocol}" in result.config
+    if protocol == "cwm":
+        assert result.outcome is Outcome.UNRESOLVED
+        assert "never closed its reasoning" in result.patch_note and not result.verifier["extracted"]
+    else:
+        assert result.outcome is Outcome.RESOLVED, (result.verifier, result.patch_note)
 
 
 # --- agentic end to end, through the runner ---------------------------------------------------------------
@@ -294,3 +359,20 @@ def test_agentic_cwm_agent_writes_solution_and_hidden_tests_grade_it(dataset, tm
     assert "pass@1 1.000" in lines[0]
     with pytest.raises(UserError, match="no reference solutions"):
         suite.reference_solution(tasks[0])
+
+
+def test_readme_examples_sample_as_each_protocol_does():
+    """CWM evaluates LiveCodeBench at T=1.0, top_p=0.95, 10 samples; lcb_runner's paper setting is T=0.2."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## LiveCodeBench"):]
+    commands = [line for line in section.split("```bash", 1)[1].split("```", 1)[0].replace("\\\n", " ").splitlines()
+                if line.startswith("cwm-eval run livecodebench") and "--scenario agentic" not in line
+                and "--dataset" not in line]
+    cwm = [c for c in commands if "--protocol lcb_runner" not in c]
+    lcb = [c for c in commands if "--protocol lcb_runner" in c]
+    assert cwm and lcb
+    for command in cwm:
+        assert "--temperature 1.0" in command and "--top-p 0.95" in command and "--samples 10" in command
+        assert "--release v5" in command or "--release v6" in command
+    for command in lcb:
+        assert "--temperature 0.2" in command and "--samples 10" in command

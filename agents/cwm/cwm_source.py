@@ -61,10 +61,10 @@ _cache: dict[Path, CwmSourceTexts] = {}
 _lock = threading.Lock()
 
 
-def find_cwm_source() -> Path | None:
-    """The root of the CWM checkout whose `cwm` package is importable here (found without importing it), else None."""
+def installed_package_root(package: str, required: tuple[str, ...]) -> Path | None:
+    """The checkout root above the importable `package` holding every `required` file (never imported), else None."""
     try:
-        spec = importlib.util.find_spec("cwm")
+        spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
         return None
     if spec is None:
@@ -74,9 +74,14 @@ def find_cwm_source() -> Path | None:
         locations = [str(Path(spec.origin).parent)]
     for location in locations:
         root = Path(location).resolve().parent
-        if all((root / name).is_file() for name in REQUIRED_FILES):
+        if all((root / name).is_file() for name in required):
             return root
     return None
+
+
+def find_cwm_source() -> Path | None:
+    """The root of the CWM checkout whose `cwm` package is importable here (found without importing it), else None."""
+    return installed_package_root("cwm", tuple(REQUIRED_FILES))
 
 
 def load_cwm_texts(root: Path) -> CwmSourceTexts:
@@ -149,6 +154,9 @@ class CwmSourceTexts:
         environment = template.format(session_timeout=f"{int(session_timeout)}-second", context_size=context_size,
                                       max_turns=max_turns)
         return self._prompts.get_cwm_sys_prompt(think=True, use_think_tag=True, environment=environment)
+
+    def think_system(self) -> str:  # the think-tag base alone (CWM's LiveCodeBench system prompt)
+        return self._prompts.get_cwm_sys_prompt(think=True, use_think_tag=True)
 
     def issue_prompt(self, issue: str, repo_root: str) -> str:
         return self._constants["USER_ISSUE_SOLVING"].format(issue=issue, repo_root=repo_root)

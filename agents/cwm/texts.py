@@ -126,6 +126,9 @@ class ProjectTexts:
                                          max_turns=max_turns, specs=specs)
         return f"{THINK_SYSTEM}\n\n# Environment\n\n{environment}"
 
+    def think_system(self) -> str:
+        return THINK_SYSTEM
+
     def issue_prompt(self, issue: str, repo_root: str) -> str:
         return ISSUE_PROMPT.format(issue=issue, repo_root=repo_root)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from harness.config import RunConfig
 from harness.index import ResultsIndex
+from harness.conversation import CharEstimate, TokenCounter
 from harness.model import ContextLimitExceeded, ModelClient, ModelReply
 from harness.records import ExitStatus, Outcome, TrialResult, Usage, event
 from harness.runner import environment_info
@@ -23,13 +24,13 @@ from harness.sandbox import CURRENT_TRIAL, remove_labelled
 from harness.store import RunStore, Trajectory
 from tasks.base import Task
 from tasks.livecodebench.execute import execute_problem
-from tasks.livecodebench.extract import extract_code
+from tasks.livecodebench.extract import extract_code, extraction_failure
 from tasks.livecodebench.metrics import default_ks, metrics_line, write_metrics
 from tasks.livecodebench.prompts import codegen_messages
 from tasks.livecodebench.suite import LiveCodeBenchSuite
 
 AGENT = "codegen"
-MESSAGE_OVERHEAD = 8  # template tokens per message, as the chat conversation estimates them
+CWM_MAX_GEN = 65536 - 1024 - 2  # CWM's LCB environment: max_action_len 65536 less its answer-only budget
 
 
 @dataclass
@@ -49,8 +50,10 @@ class Sample:
 
 
 class CodegenRun:
-    def __init__(self, config: RunConfig, suite: LiveCodeBenchSuite, client: ModelClient, on_result=None):
+    def __init__(self, config: RunConfig, suite: LiveCodeBenchSuite, client: ModelClient, on_result=None,
+                 counter: TokenCounter | None = None):
         self.config, self.suite, self.client = config, suite, client
+        self.counter = counter or CharEstimate(config.cwm.chars_per_token)
         self.store = RunStore(config.output, config.run_id)
         self.index = ResultsIndex(config.output)
         self.on_result = on_result or (lambda result: None)
@@ -59,7 +62,7 @@ class CodegenRun:
     @property
     def label(self) -> str:
         s = self.config.sampling
-        return f"codegen {self.suite.prompt_style} T={s.temperature:g} top_p={s.top_p:g} n={self.suite.samples}"
+        return f"codegen T={s.temperature:g} top_p={s.top_p:g} n={self.suite.samples} {self.suite.label}"
 
     def plan(self, tasks: list[Task]) -> tuple[list[tuple[Task, list[int]]], list[TrialResult]]:
         todo, done = [], []
@@ -105,7 +108,8 @@ class CodegenRun:
                 try:
                     executed = await asyncio.to_thread(
                         execute_problem, self.suite.problem(task.id), codes, image=self.suite.image,
-                        limits=host_capped(self.config.limits), timeout=self.suite.timeout)
+                        limits=host_capped(self.config.limits), timeout=self.suite.timeout,
+                        protocol=self.suite.protocol)
                 except Exception as exc:  # noqa: BLE001 - Docker or the runner: the harness's failure
                     failure = f"{type(exc).__name__}: {exc}"
                 seconds = round(time.monotonic() - started, 6)
@@ -117,14 +121,14 @@ class CodegenRun:
 
     def max_tokens(self, messages: list[dict]) -> int:
         context = min(self.config.cwm.context_size, self.client.max_model_len or self.config.cwm.context_size)
-        prompt = sum(-(-len(m["content"]) // int(self.config.cwm.chars_per_token)) + MESSAGE_OVERHEAD
-                     for m in messages)
-        return min(self.config.cwm.max_action_len, context - prompt)
+        prompt = sum(self.counter.message_count(m["role"], m["content"]) for m in messages)
+        cap = min(self.config.cwm.max_action_len, CWM_MAX_GEN if self.suite.protocol == "cwm" else context)
+        return min(cap, context - prompt)
 
     async def generate(self, task: Task, index: int) -> Sample:
         with self.store.open_trajectory(task.id, index) as trajectory:  # an interrupted try's is kept aside
             sample = Sample(index=index, started=time.time(), trajectory=trajectory.path)
-            messages = codegen_messages(self.suite.problem(task.id), self.suite.prompt_style)
+            messages = codegen_messages(self.suite.problem(task.id), self.suite.texts, self.counter)
             for message in messages:
                 trajectory.write(event("message", **message))
         max_tokens = self.max_tokens(messages)
@@ -143,7 +147,7 @@ class CodegenRun:
             sample.phases["generate"] = round(time.monotonic() - started, 6)
         sample.log(event("message", role="assistant", content=reply.text, turn=1, **reply.model_dump(exclude={"text"}),
                          tokens_per_second=round(reply.tokens_per_second, 2)))
-        sample.code = extract_code(reply.text, self.suite.extract)
+        sample.code = extract_code(reply.text, self.suite.protocol)
         return sample
 
     def finish(self, task: Task, sample: Sample, executed: dict | None) -> TrialResult:
@@ -151,14 +155,15 @@ class CodegenRun:
         if reply is not None:
             usage = Usage(model_calls=1, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
                           model_seconds=reply.latency)
-        verifier: dict = {"extract_mode": self.suite.extract, "extracted": sample.code is not None,
+        verifier: dict = {"protocol": self.suite.protocol, "extracted": sample.code is not None,
                           "finish_reason": reply.finish_reason if reply else None}
         note = None
         if sample.error is not None:
             outcome, status = Outcome.ERROR, ExitStatus.INFRA_ERROR
         elif executed is None:  # no code to run: the context was full or the reply had no usable block
             outcome, status = Outcome.UNRESOLVED, sample.status
-            note = "the prompt did not fit the context" if reply is None else "no usable code block in the reply"
+            note = ("the prompt did not fit the context" if reply is None
+                    else extraction_failure(reply.text, self.suite.protocol))
         else:
             verifier.update(executed)
             outcome = Outcome.RESOLVED if executed["passed"] else Outcome.UNRESOLVED
@@ -196,7 +201,7 @@ def run_codegen(config: RunConfig, suite: LiveCodeBenchSuite, tasks: list[Task],
     console.print(f"run [bold]{config.run_id}[/]: {len(tasks)} problems x {suite.samples} samples, codegen, "
                   f"model {client.model} -> {run_dir}")
     progress = RunProgress(len(tasks) * suite.samples, console)
-    runner = CodegenRun(config, suite, client, on_result=progress.update)
+    runner = CodegenRun(config, suite, client, on_result=progress.update, counter=agent.counter())
 
     results = run_interruptible(runner, tasks, progress, config.run_id)
     console.print(summary_table(results, f"{config.run_id} (livecodebench codegen)"))

@@ -21,6 +21,8 @@ HUB_DATASET = "livecodebench/code_generation_lite"
 # the hub's loading script: release_vN is cumulative over test.jsonl .. testN.jsonl
 RELEASE_FILES = {f"release_v{n}": ["test.jsonl"] + [f"test{i}.jsonl" for i in range(2, n + 1)] for n in range(1, 7)}
 RELEASE_FILES["release_latest"] = RELEASE_FILES["release_v6"]
+# CWM's evaluation sets: the hub's release filtered on contest_date, start inclusive, end exclusive
+CWM_WINDOWS = {"v5": (date(2024, 10, 1), date(2025, 2, 1)), "v6": (date(2024, 8, 1), date(2025, 5, 1))}
 FIELDS = ("question_title", "question_content", "platform", "question_id", "contest_id", "contest_date",
           "starter_code", "difficulty", "public_test_cases", "private_test_cases", "metadata")
 
@@ -64,9 +66,10 @@ class Problem(BaseModel):
 class Selection(BaseModel):
     dataset: str | None = None  # None: the hub; else a .jsonl/.json/.parquet file, a folder of test*.jsonl, a hub id
     release: str = "release_latest"
+    preset: str | None = None  # v5 / v6: CWM's set (release + contest-date window)
     split: str = "test"
-    since: date | None = None
-    until: date | None = None
+    since: date | None = None  # contest_date on or after (inclusive)
+    until: date | None = None  # contest_date before (exclusive), as CWM's windows
     difficulty: list[str] = Field(default_factory=list)
     platform: list[str] = Field(default_factory=list)
     task_ids: list[str] = Field(default_factory=list)
@@ -84,8 +87,20 @@ def release_tag(value: str | None) -> str:
     tag = value.strip().lower()
     tag = tag if tag.startswith("release_") else f"release_v{tag.lstrip('v')}"
     if tag not in RELEASE_FILES:
-        raise UserError(f"unknown --release {value!r}; use v1..v6 (or release_v1..release_v6, release_latest)")
+        raise UserError(f"unknown --release {value!r}; use v5 or v6 (CWM's dated sets), or the hub's "
+                        "whole release: release_v1..release_v6, release_latest")
     return tag
+
+
+def release_window(value: str | None, since: date | str | None = None,
+                   until: date | str | None = None) -> tuple[str, date | str | None, date | str | None]:
+    """(hub release tag, since, until). `v5`/`v6` are CWM's sets: release_v5/v6 within CWM's date window; an
+    explicit --since/--until replaces that end of the window. Other values are the hub's release, undated."""
+    key = (value or "").strip().lower()
+    if key in CWM_WINDOWS:
+        start, end = CWM_WINDOWS[key]
+        return f"release_{key}", since if since is not None else start, until if until is not None else end
+    return release_tag(value), since, until
 
 
 def split_list(value: list[str] | str | None) -> list[str]:
@@ -212,7 +227,7 @@ def select(problems: list[Problem], selection: Selection) -> list[Problem]:
         day = problem.day
         if selection.since and (day is None or day < selection.since):
             continue
-        if selection.until and (day is None or day > selection.until):
+        if selection.until and (day is None or day >= selection.until):
             continue
         if difficulties and problem.difficulty.lower() not in difficulties:
             continue

@@ -1,47 +1,106 @@
-"""Prompts: CWM's LiveCodeBench prompt (lcb.py, "ours" + think tag), lcb_runner's own, and the agentic task text."""
+"""Prompts: the single-turn codegen prompt of each protocol, and the agentic scenario's task text.
+
+The codegen prompt is the reference's own, loaded at run time from the user's checkout
+(`tasks.livecodebench.prompt_sources`): CWM's (`--protocol cwm`, from `--cwm-source`, else the installed `cwm`
+package's checkout) or lcb_runner's (`--protocol lcb_runner`, from `--lcb-source`, else the installed `lcb_runner`).
+Without one, cwm-eval's own wording of the same facts is used and labelled not comparable. The agentic scenario's
+texts (`problem_markdown`, `agentic_instruction`) are cwm-eval's for every protocol.
+"""
 
 from __future__ import annotations
 
-from agents.cwm.texts import THINK_SYSTEM
+from pathlib import Path
+from typing import Protocol
+
+from agents.cwm import cwm_source as cwm_checkout
+from agents.cwm.texts import ProjectTexts
+from harness.conversation import TokenCounter
+from harness.errors import UserError
+from tasks.livecodebench import prompt_sources
 from tasks.livecodebench.dataset import Problem
 
-CWM_FORMAT_GUIDE = ("Your code should be enclosed in triple backticks like so: ```python YOUR CODE HERE ```. "
-                    "Use the backticks for your code only.")
-LCB_SYSTEM = ("You are an expert Python programmer. You will be given a question (problem specification) and will "
-              "generate a correct Python program that matches the specification and passes all tests.")
-LCB_WITH_STARTER = ("You will use the following starter code to write the solution to the problem and enclose your "
-                    "code within delimiters.")
-LCB_WITHOUT_STARTER = ("Read the inputs from stdin solve the problem and write the answer to stdout (do not directly "
-                       "test on the sample inputs). Enclose your code within delimiters as follows. Ensure that when "
-                       "the python program runs, it reads the inputs, runs the algorithm and writes output to STDOUT.")
-PROMPT_STYLES = ("cwm", "lcb")
+PROTOCOLS = ("cwm", "lcb_runner")
+CWM_MAX_PROMPT_TOKENS = 2048  # CWM cuts the user prompt from the left to this many tokens (cwm-agent.md s.10)
 
 
-def cwm_user_prompt(problem: Problem) -> str:
-    prompt = (f"Provide a Python solution for the following competitive programming question: "
-              f"{problem.question_content}.\n{CWM_FORMAT_GUIDE}")
-    if problem.starter_code:
-        return prompt + f" Use the provided function signature:\n```python\n{problem.starter_code}\n```"
-    return prompt + " Your code should read from and write to standard io."
+class LcbTexts(Protocol):
+    comparable: bool  # True only for the reference's own texts
+    origin: str
+    protocol: str
+    max_prompt_tokens: int | None  # the user message is cut from the left to this many tokens; None: never cut
+
+    def messages(self, problem: Problem) -> list[dict[str, str]]:
+        """System and user message, untruncated."""
+        ...
 
 
-def lcb_user_prompt(problem: Problem) -> str:
-    prompt = f"### Question:\n{problem.question_content}\n\n"
-    if problem.starter_code:
-        prompt += f"### Format: {LCB_WITH_STARTER}\n```python\n{problem.starter_code}\n```\n\n"
-    else:
-        prompt += f"### Format: {LCB_WITHOUT_STARTER}\n```python\n# YOUR CODE HERE\n```\n\n"
-    return prompt + "### Answer: (use the provided format with backticks)\n\n"
+class OwnCwmTexts:
+    """cwm-eval's wording of CWM's LiveCodeBench prompt: the same facts in other sentences."""
+
+    comparable = False
+    origin = "cwm-eval (own wording of CWM's LiveCodeBench prompt: numbers are not comparable to CWM's)"
+    protocol = "cwm"
+    max_prompt_tokens: int | None = CWM_MAX_PROMPT_TOKENS
+
+    def messages(self, problem: Problem) -> list[dict[str, str]]:
+        user = (f"Write a Python program that solves this programming task.\n\n{problem.question_content}\n\n"
+                "Answer with exactly one fenced block (```python ... ```) that holds the whole program, and use "
+                "backticks for nothing else.")
+        if problem.starter_code:
+            user += f" Build on this function signature:\n```python\n{problem.starter_code}\n```"
+        else:
+            user += " The program takes its input on stdin and prints its answer on stdout."
+        return [{"role": "system", "content": ProjectTexts().think_system()}, {"role": "user", "content": user}]
 
 
-def codegen_messages(problem: Problem, style: str = "cwm") -> list[dict[str, str]]:
-    """The single-turn conversation: CWM's think-tag system prompt (the server's chat template prefills
-    `<think>\\n`), or lcb_runner's generic chat prompt."""
-    if style == "cwm":
-        return [{"role": "system", "content": THINK_SYSTEM}, {"role": "user", "content": cwm_user_prompt(problem)}]
-    if style == "lcb":
-        return [{"role": "system", "content": LCB_SYSTEM}, {"role": "user", "content": lcb_user_prompt(problem)}]
-    raise ValueError(f"unknown prompt style {style!r}; use one of {', '.join(PROMPT_STYLES)}")
+class OwnLcbRunnerTexts:
+    """cwm-eval's wording of lcb_runner's generic chat prompt: question, format and answer sections."""
+
+    comparable = False
+    origin = "cwm-eval (own wording of lcb_runner's prompt: numbers are not comparable to LiveCodeBench's)"
+    protocol = "lcb_runner"
+    max_prompt_tokens: int | None = None
+
+    def messages(self, problem: Problem) -> list[dict[str, str]]:
+        system = ("You write Python programs. Each task states a problem; reply with a program that does exactly "
+                  "what it asks and passes every hidden test.")
+        user = f"### Question:\n{problem.question_content}\n\n### Format: "
+        if problem.starter_code:
+            user += ("Complete the code below and put your whole solution in one fenced block.\n"
+                     f"```python\n{problem.starter_code}\n```\n\n")
+        else:
+            user += ("The program takes its input on stdin and prints the answer on stdout; do not hard-code the "
+                     "examples. Put your whole solution in one fenced block, like this one.\n"
+                     "```python\n# the program\n```\n\n")
+        user += "### Answer: (one fenced python block, as in the format above)\n\n"
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def load_lcb_texts(protocol: str, cwm_source: Path | None = None, lcb_source: Path | None = None) -> LcbTexts:
+    """The codegen prompt's texts for `protocol`: from the reference's checkout when there is one, else our own.
+
+    `cwm`: `cwm_source`, else the checkout of an installed `cwm` package; `lcb_runner`: `lcb_source`, else the folder
+    of an installed `lcb_runner` package. The other protocol's source is not used. A given path that is not such a
+    checkout is a UserError."""
+    if protocol == "cwm":
+        root = cwm_source if cwm_source is not None else cwm_checkout.find_cwm_source()
+        return OwnCwmTexts() if root is None else prompt_sources.load_cwm_lcb_texts(Path(root))
+    if protocol == "lcb_runner":
+        root = lcb_source if lcb_source is not None else prompt_sources.find_lcb_source()
+        return OwnLcbRunnerTexts() if root is None else prompt_sources.load_lcb_runner_texts(Path(root))
+    raise UserError(f"unknown protocol {protocol!r}; use {' or '.join(PROTOCOLS)}")
+
+
+def codegen_messages(problem: Problem, texts: LcbTexts, counter: TokenCounter) -> list[dict[str, str]]:
+    """The single-turn conversation. Under CWM's protocol the user message is cut from the left to
+    `texts.max_prompt_tokens` tokens as CWM does (`[...]` marks the cut); the server's chat template (or the
+    token-exact renderer) adds the `<think>\\n` prefill after it."""
+    messages = texts.messages(problem)
+    limit = texts.max_prompt_tokens
+    if limit is None:
+        return messages
+    return [{**message, "content": counter.truncate_message("user", message["content"], limit, "left")}
+            if message["role"] == "user" else message for message in messages]
 
 
 def problem_markdown(problem: Problem) -> str:

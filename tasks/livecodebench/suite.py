@@ -26,11 +26,10 @@ from harness.sandbox import Sandbox
 from harness.store import write_json
 from tasks.base import Reference, Task, Verdict
 from tasks.livecodebench.dataset import Problem, Selection, load_problems
-from tasks.livecodebench.execute import DEFAULT_TIMEOUT, RUNNER_SOURCE, ExecutionError, execute_problem, \
-    global_timeout, job_tests, missing_result
-from tasks.livecodebench.extract import EXTRACT_MODES
+from tasks.livecodebench.execute import DEFAULT_TIMEOUT, ExecutionError, execute_problem, global_timeout, \
+    job_tests, missing_result, write_runner
 from tasks.livecodebench.metrics import metrics_line, write_metrics
-from tasks.livecodebench.prompts import PROMPT_STYLES, agentic_instruction, problem_markdown
+from tasks.livecodebench.prompts import PROTOCOLS, LcbTexts, agentic_instruction, load_lcb_texts, problem_markdown
 
 WORKDIR = "/workspace"
 SOLUTION = "solution.py"
@@ -70,23 +69,35 @@ def read_solution(container, path: str, hops: int = 8) -> str:
 
 class LiveCodeBenchSuite:
     def __init__(self, selection: Selection, *, scenario: str = "codegen", samples: int = 10,
-                 timeout: float = DEFAULT_TIMEOUT, prompt_style: str = "cwm", extract: str = "cwm",
-                 image: str = BASE_IMAGE, name: str = "livecodebench"):
+                 timeout: float = DEFAULT_TIMEOUT, protocol: str = "cwm", cwm_source: Path | None = None,
+                 lcb_source: Path | None = None, image: str = BASE_IMAGE, name: str = "livecodebench"):
+        """`protocol`: whose prompt, extraction and grading - CWM's evaluation (`cwm`) or lcb_runner's."""
         if scenario not in SCENARIOS:
             raise UserError(f"unknown --scenario {scenario!r}; use {' or '.join(SCENARIOS)}")
-        if prompt_style not in PROMPT_STYLES or extract not in EXTRACT_MODES:
-            raise UserError(f"prompt style and extraction must be one of {', '.join(EXTRACT_MODES)}")
+        if protocol not in PROTOCOLS:
+            raise UserError(f"unknown --protocol {protocol!r}; use {' or '.join(PROTOCOLS)}")
         if samples < 1 or timeout <= 0:
             raise UserError("--samples must be at least 1 and the test timeout positive")
         self.selection, self.scenario, self.samples, self.timeout = selection, scenario, samples, timeout
-        self.prompt_style, self.extract, self.image, self.name = prompt_style, extract, image, name
+        self.protocol, self.image, self.name = protocol, image, name
+        # the codegen prompt's texts: the reference's own (loaded from its source) or ours, labelled
+        self.texts: LcbTexts | None = (load_lcb_texts(protocol, cwm_source, lcb_source) if scenario == "codegen"
+                                       else None)
         self._problems: dict[str, Problem] = {}
+
+    @property
+    def label(self) -> str:
+        """The leaderboard's word for how this suite prompts and grades."""
+        texts = "" if self.texts is None or self.texts.comparable else " (own prompt texts: not comparable)"
+        return f"protocol={self.protocol}{texts}"
 
     def describe(self) -> dict:
         """What run.json records about the selection and the protocol."""
-        return {"scenario": self.scenario, "selection": self.selection.model_dump(mode="json"),
-                "samples": self.samples, "test_timeout": self.timeout, "prompt_style": self.prompt_style,
-                "extract": self.extract, "image": self.image}
+        texts = None if self.texts is None else {"origin": self.texts.origin, "comparable": self.texts.comparable,
+                                                 "max_prompt_tokens": self.texts.max_prompt_tokens}
+        return {"scenario": self.scenario, "protocol": self.protocol, "prompt_texts": texts,
+                "selection": self.selection.model_dump(mode="json"), "samples": self.samples,
+                "test_timeout": self.timeout, "image": self.image}
 
     def problem(self, task_id: str) -> Problem:
         return self._problems[task_id]
@@ -123,9 +134,9 @@ class LiveCodeBenchSuite:
             folder = Path(tmp)
             (folder / "tests").mkdir()
             (folder / "problem.md").write_text(problem_markdown(problem))
-            (folder / "run_tests.py").write_text(RUNNER_SOURCE.read_text())
+            write_runner(folder, "run_tests.py")
             (folder / "tests" / "public_tests.json").write_text(
-                json.dumps({"fn_name": problem.fn_name, "tests": public}, indent=1))
+                json.dumps({"fn_name": problem.fn_name, "protocol": self.protocol, "tests": public}, indent=1))
             for number, test in enumerate(public, 1):
                 (folder / "tests" / f"public_{number}.in").write_text(test["input"])
                 (folder / "tests" / f"public_{number}.out").write_text(test["output"])
@@ -153,7 +164,7 @@ class LiveCodeBenchSuite:
         else:
             try:
                 results = execute_problem(problem, {"solution": code}, image=self.image, timeout=self.timeout,
-                                          phase="verify")
+                                          phase="verify", protocol=self.protocol)
             except (ExecutionError, docker.errors.DockerException) as exc:
                 return Verdict(resolved=False, reward=0.0, infra_error=f"{type(exc).__name__}: {exc}")
             result = results["solution"]
