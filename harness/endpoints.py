@@ -11,16 +11,41 @@ Hang watch: while a request is outstanding and its endpoint has not answered any
 the endpoint's `/models` is probed; after `probe_misses` unanswered probes in a row the request is abandoned as
 `EndpointHung` (a frozen server is found in about two minutes, however long the request timeout). A server that
 answers its probes is alive: its slow replies are the model's time, cut only by the request timeout.
+
+Requests go out with httpx, one long-lived client per endpoint (its connections and TLS context are kept), and fail
+with the openai SDK's exception classes, which the retry policy and the trial outcomes are written against. Their
+bodies are built from JSON encoded once per message (`EncodedLists`), and a vLLM reply's echo of the whole prompt's
+token ids is cut out before parsing (`cut_prompt_ids`): what the client does per call does not grow with the
+conversation (only the bytes on the wire do).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
+import httpcore
 import httpx
 import openai
+
+STATUS_ERRORS = {400: openai.BadRequestError, 401: openai.AuthenticationError, 403: openai.PermissionDeniedError,
+                 404: openai.NotFoundError, 409: openai.ConflictError, 422: openai.UnprocessableEntityError,
+                 429: openai.RateLimitError}
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)  # the openai SDK's
+CONVERSATIONS_KEPT = 128  # conversations whose encoded messages (or prompt ids) are kept, least recently used out
+PROMPT_IDS = re.compile(rb'"prompt_token_ids"\s*:\s*\[')
+# Late in a conversation a vLLM reply is about a megabyte (it echoes the whole prompt's ids). Read in httpcore's 64 KB
+# pieces, each a turn of the event loop through httpcore and h11, it makes a late call's CPU grow most with length.
+# httpx has no per-client setting for this, so it is raised for the process (only httpx's async clients use it).
+READ_BYTES = 1 << 20
+if getattr(httpcore.AsyncHTTP11Connection, "READ_NUM_BYTES", READ_BYTES) < READ_BYTES:
+    httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = READ_BYTES
 
 
 class EndpointHung(openai.APIConnectionError):
@@ -34,15 +59,64 @@ class EndpointHung(openai.APIConnectionError):
 FAILOVER = (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError)
 
 
-@dataclass
+def status_error(response: httpx.Response) -> openai.APIStatusError:
+    """The openai SDK's exception for an error status, with its message: `Error code: 401 - <the server's>`."""
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        body = response.text.strip() or None
+    error = body.get("error", body) if isinstance(body, dict) else body
+    said = error.get("message") if isinstance(error, dict) else error
+    message = f"Error code: {response.status_code}" + (f" - {said}"[:1000] if isinstance(said, str) and said else "")
+    status = response.status_code
+    kind = STATUS_ERRORS.get(status) or (openai.InternalServerError if status >= 500 else openai.APIStatusError)
+    return kind(message, response=response, body=error)
+
+
+@dataclass(eq=False)
 class Endpoint:
     url: str
-    client: openai.AsyncOpenAI
+    headers: dict = field(default_factory=dict, repr=False)
+    timeout: float = 600.0
     outstanding: int = 0
     healthy: bool = True
     down_since: float = 0.0
     answered_at: float = 0.0  # the last reply or probe answer (monotonic)
-    served: int = field(default=0)
+    served: int = 0
+    _client: httpx.AsyncClient | None = field(default=None, repr=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The endpoint's one client, made in the running event loop (its connections belong to that loop), and
+        made again only when a new loop uses the endpoint."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = httpx.AsyncClient(headers=self.headers, timeout=httpx.Timeout(self.timeout),
+                                             limits=LIMITS)
+            self._loop = loop
+        return self._client
+
+    async def post(self, path: str, body: bytes) -> bytes:
+        """The body of the reply to a JSON POST; an openai exception when it fails or answers an error status."""
+        client = self.client
+        request = client.build_request("POST", f"{self.url}{path}", content=body, headers=JSON_HEADERS)
+        try:
+            response = await client.send(request)
+        except httpx.TimeoutException as exc:
+            raise openai.APITimeoutError(request=request) from exc
+        except httpx.HTTPError as exc:
+            raise openai.APIConnectionError(request=request) from exc
+        if response.status_code >= 400:
+            raise status_error(response)
+        return response.content
+
+    async def probe(self, timeout: float) -> int | None:
+        """The status of `GET /models`, None when nothing answers in time."""
+        try:
+            return (await self.client.get(f"{self.url}/models", timeout=timeout)).status_code
+        except httpx.HTTPError:
+            return None
 
 
 class EndpointPool:
@@ -50,13 +124,12 @@ class EndpointPool:
                  max_inflight: int = 64, cooldown: float = 5.0, probe_interval: float = 30.0,
                  probe_timeout: float = 20.0, probe_misses: int = 2):
         self.headers = {"Authorization": f"Bearer {api_key}"}
-        self.endpoints = [Endpoint(url.rstrip("/"), openai.AsyncOpenAI(base_url=url.rstrip("/"), api_key=api_key,
-                                                                        max_retries=0, timeout=timeout))
-                          for url in urls]
+        self.endpoints = [Endpoint(url.rstrip("/"), self.headers, timeout) for url in urls]
         self.cooldown = cooldown
         self.max_inflight = max_inflight
         self.probe_interval, self.probe_timeout, self.probe_misses = probe_interval, probe_timeout, probe_misses
         self._inflight: asyncio.Semaphore | None = None  # made lazily, in the running event loop
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def urls(self) -> list[str]:
@@ -67,7 +140,7 @@ class EndpointPool:
         due = [e for e in self.endpoints if not e.healthy and time.monotonic() - e.down_since > self.cooldown]
         for endpoint in due:
             endpoint.down_since = time.monotonic()  # one re-check per cool-down, however many requests wait
-        answered = await asyncio.gather(*(probe(e.url, self.headers, 3.0) for e in due))
+        answered = await asyncio.gather(*(e.probe(3.0) for e in due))
         for endpoint, status in zip(due, answered):
             if status == 200:
                 endpoint.healthy = True
@@ -78,10 +151,15 @@ class EndpointPool:
             return min(self.endpoints, key=lambda e: e.down_since)
         return min(healthy, key=lambda e: (e.outstanding, e.served))
 
+    async def post(self, path: str, body: bytes) -> bytes:
+        """POST `body` to `path` of the least loaded healthy endpoint; the reply's body."""
+        return await self.call(lambda endpoint: endpoint.post(path, body))
+
     async def call(self, request):
-        """Run `request(client)` on the least loaded healthy endpoint."""
-        if self._inflight is None:
-            self._inflight = asyncio.Semaphore(self.max_inflight)
+        """Run `request(endpoint)` on the least loaded healthy endpoint."""
+        loop = asyncio.get_running_loop()
+        if self._inflight is None or self._loop is not loop:
+            self._inflight, self._loop = asyncio.Semaphore(self.max_inflight), loop
         async with self._inflight:
             await self._recheck()
             endpoint = self.pick()
@@ -100,7 +178,7 @@ class EndpointPool:
     async def _watched(self, endpoint: Endpoint, request):
         """The request, abandoned as EndpointHung when its endpoint stops answering probes."""
         started = time.monotonic()
-        call = asyncio.ensure_future(request(endpoint.client))
+        call = asyncio.ensure_future(request(endpoint))
         misses = 0
         try:
             while True:
@@ -120,25 +198,20 @@ class EndpointPool:
     async def _alive(self, endpoint: Endpoint) -> bool:
         if time.monotonic() - endpoint.answered_at < self.probe_interval:
             return True
-        status = await probe(endpoint.url, self.headers, self.probe_timeout)
+        status = await endpoint.probe(self.probe_timeout)
         if status is not None and status < 500:
             endpoint.answered_at = time.monotonic()
             return True
         return False
 
 
-async def probe(url: str, headers: dict, timeout: float) -> int | None:
-    """The status of `GET url/models`, None when nothing answers in time."""
+def status_of(url: str, headers: dict | None = None, timeout: float = 3.0,
+              client: httpx.Client | None = None) -> int | None:
+    """The status of `GET url/models`, blocking (before the event loop runs); None when nothing answers in time.
+    With `client`, its connections and headers are used."""
     try:
-        async with httpx.AsyncClient(timeout=timeout) as client:
-            return (await client.get(f"{url}/models", headers=headers)).status_code
-    except httpx.HTTPError:
-        return None
-
-
-def status_of(url: str, headers: dict | None = None, timeout: float = 3.0) -> int | None:
-    """`probe`, blocking (before the event loop runs)."""
-    try:
+        if client is not None:
+            return client.get(f"{url}/models", timeout=timeout).status_code
         return httpx.get(f"{url}/models", headers=headers or {}, timeout=timeout).status_code
     except httpx.HTTPError:
         return None
@@ -146,3 +219,118 @@ def status_of(url: str, headers: dict | None = None, timeout: float = 3.0) -> in
 
 def answers(url: str, headers: dict | None = None) -> bool:
     return status_of(url, headers) == 200
+
+
+# --- request and reply bodies ---------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class Seen:
+    """What a client keeps of one conversation: its items' JSON (comma-separated, in one growing buffer) and, in
+    chat mode, the token ids of its last prompt and reply, which the next prompt extends."""
+
+    items: list
+    variant: object
+    count: int = 0
+    last: object = None
+    data: bytearray = field(default_factory=bytearray)
+    prompt: IdsText | None = None
+    completion: bytes = b""  # JSON without brackets
+    ids_count: int = 0  # of prompt and completion
+
+
+class EncodedLists:
+    """The JSON of append-only lists (a conversation's messages, a token-exact prompt), each item encoded once.
+
+    A caller passes the same list object on every call and only appends to it, so a call encodes only the items
+    added since the last one. A list cut or replaced (its last encoded item no longer where it was) is encoded again
+    from its start. Beyond `size` lists, the least recently used is forgotten, so a long run keeps only live ones.
+    """
+
+    def __init__(self, encode: Callable[[list, object], bytes], size: int = CONVERSATIONS_KEPT):
+        self._encode = encode
+        self._seen: OrderedDict[int, Seen] = OrderedDict()
+        self.size = size
+        self.encoded = 0  # items encoded so far
+
+    def seen(self, items: list, variant: object = None) -> Seen:
+        """The entry of `items`, its `data` covering all of them."""
+        entry = self._seen.get(id(items))  # the entry holds the list, so its id is not reused while it is kept
+        if entry is None or entry.variant != variant or len(items) < entry.count or (
+                entry.count and items[entry.count - 1] is not entry.last):
+            entry = self._seen[id(items)] = Seen(items, variant)
+            if len(self._seen) > self.size:
+                self._seen.popitem(last=False)
+        self._seen.move_to_end(id(items))
+        if len(items) > entry.count:
+            new = items[entry.count:]
+            entry.data += (b"," if entry.count else b"") + self._encode(new, variant)
+            entry.count, entry.last = len(items), items[-1]
+            self.encoded += len(new)
+        return entry
+
+
+def body_with(fields: dict[str, Any], key: str, array: bytes | bytearray) -> bytes:
+    """The request's JSON: `fields`, and `key` holding the already encoded array."""
+    head = json.dumps(fields, separators=(",", ":"))[:-1].encode()
+    return b"".join((head, b',"', key.encode(), b'":[', array, b"]}"))
+
+
+@dataclass(frozen=True)
+class IdsText:
+    """Token ids as JSON (comma-separated, no brackets or spaces) in `buf` from `start` to `end`: a view into the
+    reply that carried them, never copied."""
+
+    buf: bytes
+    start: int
+    end: int
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def text(self) -> bytes:
+        return self.buf[self.start:self.end]
+
+    def parse(self) -> list[int]:
+        return json.loads(b"[" + self.text() + b"]")
+
+
+def cut_prompt_ids(raw: bytes) -> tuple[dict[str, Any], IdsText | None]:
+    """A vLLM reply parsed without its `prompt_token_ids` array (the whole prompt: long, and mostly known already),
+    and that array (None when there is none)."""
+    match = PROMPT_IDS.search(raw)
+    if match is None:
+        return json.loads(raw), None
+    start, end = match.end(), raw.index(b"]", match.end())
+    reply = json.loads(raw[:match.start()] + b'"prompt_token_ids":null' + raw[end + 1:])
+    comma = raw.find(b",", start, end)
+    if raw[start:start + 1].isspace() or (comma >= 0 and raw[comma + 1:comma + 2].isspace()):  # spaced JSON
+        compact = raw[start:end].translate(None, b" \t\r\n")
+        return reply, IdsText(compact, 0, len(compact))
+    return reply, IdsText(raw, start, end)
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    lo, hi = 0, min(len(a), len(b))  # the shared length is in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if b.startswith(a[lo:mid], lo):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def shared_ids(prompt: IdsText, completion: bytes, count: int, new: IdsText) -> tuple[int, IdsText]:
+    """How many leading ids `new` shares with `prompt` then `completion` (`count` ids in all), and the ids after
+    those. Usually `new` extends them: that costs one comparison, in C, and no copy."""
+    buf, start, end = new.buf, new.start, new.end
+    tail = b"," + completion if completion and len(prompt) else completion
+    joint = start + len(prompt) + len(tail)
+    if (buf.startswith(memoryview(prompt.buf)[prompt.start:prompt.end], start, end)
+            and buf.startswith(tail, joint - len(tail), end) and (joint == end or buf[joint:joint + 1] == b",")):
+        return count, IdsText(buf, min(joint + 1, end), end)
+    base, array = prompt.text() + tail, new.text()
+    cut = array.rfind(b",", 0, _common_prefix(base, array))  # the last id boundary inside the shared bytes
+    if cut < 0:
+        return 0, new
+    return array.count(b",", 0, cut) + 1, IdsText(array, cut + 1, len(array))

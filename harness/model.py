@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import time
+from contextlib import contextmanager
+from functools import cached_property
 from typing import Any
 
 import httpx
 import openai
 from pydantic import BaseModel
 
-from harness.endpoints import EndpointHung, EndpointPool, status_of
+from harness.endpoints import (EncodedLists, EndpointHung, EndpointPool, IdsText, Seen, body_with, cut_prompt_ids,
+                               shared_ids, status_of)
 from harness.errors import UserError
 
 RETRYABLE = (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError, openai.RateLimitError,
@@ -57,6 +61,32 @@ def openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m if m.get("role") in OPENAI_ROLES else {**m, "role": "user"} for m in messages]
 
 
+def _encode_messages(messages: list[dict[str, Any]], vllm: bool) -> bytes:
+    sent = messages if vllm else openai_messages(messages)
+    return ",".join(json.dumps(m, separators=(",", ":")) for m in sent).encode()
+
+
+def _encode_ids(ids: list[int], _variant: object = None) -> bytes:
+    return ",".join(map(str, ids)).encode()
+
+
+def prompt_fields(seen: Seen, ids: IdsText | None, completion: list[int] | None) -> dict[str, Any]:
+    """The reply's prompt ids, relative to the conversation's previous call when there was one; keeps what the next
+    call will be relative to."""
+    if ids is None:
+        return {}
+    if seen.prompt is None:
+        whole = ids.parse()
+        fields, count = {"prompt_token_ids": whole}, len(whole)
+    else:
+        offset, rest = shared_ids(seen.prompt, seen.completion, seen.ids_count, ids)
+        delta = rest.parse()
+        fields, count = {"prompt_token_ids_offset": offset, "prompt_token_ids_delta": delta}, offset + len(delta)
+    completion = completion or []
+    seen.prompt, seen.completion, seen.ids_count = ids, _encode_ids(completion), count + len(completion)
+    return fields
+
+
 class Sampling(BaseModel):
     temperature: float = 1.0
     top_p: float = 0.95
@@ -75,7 +105,13 @@ class ModelReply(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency: float = 0.0
+    # chat with vLLM: a conversation's first call has its whole prompt; each later call has only how many leading
+    # ids of the previous call's prompt + completion it keeps (offset) and its ids after those (delta), so that
+    # prompt = (previous prompt + previous completion_token_ids)[:offset] + delta (a call that has the whole prompt
+    # again starts afresh). Token-exact mode: none of them (the caller sent the ids)
     prompt_token_ids: list[int] | None = None
+    prompt_token_ids_offset: int | None = None
+    prompt_token_ids_delta: list[int] | None = None
     completion_token_ids: list[int] | None = None
     logprobs: list[float] | None = None  # of the sampled tokens, when asked for
     sampling: dict[str, Any] = {}
@@ -138,10 +174,17 @@ class ModelClient:
         self.logprobs = logprobs
         self.request_defaults = request_defaults or {}
         self.policy: PolicyClock | None = None  # set by the RL trainer, which bumps it after each weight update
+        self._messages = EncodedLists(_encode_messages)
+        self._prompts = EncodedLists(_encode_ids)
+
+    @cached_property
+    def http(self) -> httpx.Client:
+        """The client's one blocking HTTP client (check, the model card, the version), made on first use."""
+        return httpx.Client(headers=self.pool.headers, timeout=10)
 
     def check(self) -> str:
         """Fail fast, before any container starts, if no endpoint answers; returns the model name."""
-        statuses = {e.url: status_of(e.url, self.pool.headers) for e in self.pool.endpoints}
+        statuses = {e.url: status_of(e.url, client=self.http) for e in self.pool.endpoints}
         for endpoint in self.pool.endpoints:
             endpoint.healthy = statuses[endpoint.url] == 200
         refused = [url for url, status in statuses.items() if status in (401, 403)]
@@ -166,7 +209,7 @@ class ModelClient:
 
     def _models(self) -> list[dict]:
         try:
-            response = httpx.get(f"{self.base_url}/models", headers=self.pool.headers, timeout=10)
+            response = self.http.get(f"{self.base_url}/models", timeout=10)
             response.raise_for_status()
             return [m for m in response.json().get("data", []) if isinstance(m, dict) and "id" in m]
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
@@ -182,7 +225,7 @@ class ModelClient:
 
     def _version(self) -> str | None:
         try:
-            answer = httpx.get(self.base_url.removesuffix("/v1") + "/version", headers=self.pool.headers, timeout=5)
+            answer = self.http.get(self.base_url.removesuffix("/v1") + "/version", timeout=5)
             return answer.json().get("version") if answer.status_code == 200 else None
         except (httpx.HTTPError, ValueError, AttributeError):
             return None
@@ -204,15 +247,16 @@ class ModelClient:
         extra = {"return_token_ids": True, **self.request_defaults}
         if not chat:
             extra.pop("chat_template_kwargs", None)
-        return {"extra_body": extra}
+        return extra
 
-    async def _with_retries(self, call):
-        """`call` on the pool, retried on server faults within the retry window; ModelServerError after that."""
+    async def _with_retries(self, path: str, body: bytes) -> bytes:
+        """The reply's body to `body` from the pool, retried on server faults within the retry window; ModelServerError
+        after that."""
         started, first_failure, attempt = time.monotonic(), None, 0
         while True:
             attempt += 1
             try:
-                return await self.pool.call(call)
+                return await self.pool.post(path, body)
             except openai.BadRequestError as exc:
                 if "context" in str(exc).lower() or "too long" in str(exc).lower():
                     raise ContextLimitExceeded(str(exc)) from None
@@ -232,40 +276,60 @@ class ModelClient:
             except openai.APIStatusError as exc:  # another 4xx: the server will not take this request
                 raise ModelServerError(f"the model endpoint refused the request: {_describe(exc)}") from exc
 
+    def _fields(self, max_tokens: int, options: dict[str, Any], vllm: bool, chat: bool) -> dict[str, Any]:
+        return {"model": self.model, "max_tokens": max_tokens, **options, **self._sampling(),
+                **self._extra(vllm, chat)}
+
     async def chat(self, messages: list[dict[str, Any]], max_tokens: int) -> ModelReply:
+        """A reply to `messages`; pass a conversation as the same list on every call, only ever appended to, so
+        that each message is encoded once and the prompt ids come back as deltas."""
         started, version = time.monotonic(), self.policy.version if self.policy else None
         vllm = await self._is_vllm()
-        sent = messages if vllm else openai_messages(messages)
+        seen = self._messages.seen(messages, vllm)
         options = {"logprobs": True, "top_logprobs": 0} if self.logprobs else {}
-        response = await self._with_retries(lambda client: client.chat.completions.create(
-            model=self.model, messages=sent, max_tokens=max_tokens, **options, **self._extra(vllm, True),
-            **self._sampling()))
-        choice = response.choices[0]
-        logprobs = [t.logprob for t in choice.logprobs.content] if choice.logprobs and choice.logprobs.content else None
-        return self._reply(response, choice, choice.message.content or "", started, logprobs, max_tokens,
-                           prompt_ids=(response.model_extra or {}).get("prompt_token_ids"), version=version)
+        raw = await self._with_retries("/chat/completions", body_with(self._fields(max_tokens, options, vllm, True),
+                                                                 "messages", seen.data))
+        with _parsing(raw):
+            reply, prompt_ids = cut_prompt_ids(raw)
+            choice = reply["choices"][0]
+            content = (choice.get("logprobs") or {}).get("content")
+            logprobs = [t["logprob"] for t in content] if content else None
+            text = choice["message"].get("content") or ""
+            ids = prompt_fields(seen, prompt_ids, choice.get("token_ids"))
+            return self._reply(reply, choice, text, started, logprobs, max_tokens, version, ids)
 
     async def complete(self, prompt_ids: list[int], max_tokens: int, logprobs: bool = False) -> ModelReply:
-        """Token ids in, token ids out (token-exact mode)."""
+        """Token ids in, token ids out (token-exact mode); pass the prompt as the same growing list on every call,
+        so that each id is encoded once."""
         started, version = time.monotonic(), self.policy.version if self.policy else None
         vllm = await self._is_vllm()
-        response = await self._with_retries(lambda client: client.completions.create(
-            model=self.model, prompt=prompt_ids, max_tokens=max_tokens, logprobs=0 if logprobs else None,
-            **self._extra(vllm, False), **self._sampling()))
-        choice = response.choices[0]
-        sampled = choice.logprobs.token_logprobs if choice.logprobs else None
-        return self._reply(response, choice, choice.text, started, sampled, max_tokens,
-                           prompt_ids=(choice.model_extra or {}).get("prompt_token_ids"), version=version)
+        options = {"logprobs": 0} if logprobs else {}
+        raw = await self._with_retries("/completions", body_with(self._fields(max_tokens, options, vllm, False),
+                                                            "prompt", self._prompts.seen(prompt_ids).data))
+        with _parsing(raw):
+            reply, _ = cut_prompt_ids(raw)  # the prompt as sent, which the caller has
+            choice = reply["choices"][0]
+            sampled = (choice.get("logprobs") or {}).get("token_logprobs")
+            text = choice.get("text") or ""
+            return self._reply(reply, choice, text, started, sampled, max_tokens, version, {})
 
-    def _reply(self, response, choice, text: str, started: float, logprobs, max_tokens: int,
-               prompt_ids, version: int | None) -> ModelReply:
-        usage = response.usage
+    def _reply(self, reply: dict[str, Any], choice: dict[str, Any], text: str, started: float, logprobs,
+               max_tokens: int, version: int | None, ids: dict[str, Any]) -> ModelReply:
+        usage = reply.get("usage") or {}
         return ModelReply(
-            text=text, finish_reason=choice.finish_reason, model=response.model,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            latency=time.monotonic() - started, prompt_token_ids=prompt_ids,
-            completion_token_ids=(choice.model_extra or {}).get("token_ids"), logprobs=logprobs,
+            text=text, finish_reason=choice.get("finish_reason"), model=reply.get("model") or self.model or "",
+            prompt_tokens=usage.get("prompt_tokens") or 0, completion_tokens=usage.get("completion_tokens") or 0,
+            latency=time.monotonic() - started, completion_token_ids=choice.get("token_ids"), logprobs=logprobs,
             sampling={**self._sampling(), "max_tokens": max_tokens}, server_version=self.server_version,
-            policy_version=version,
+            policy_version=version, **ids,
         )
+
+
+@contextmanager
+def _parsing(raw: bytes):
+    """A reply that is not what an OpenAI-compatible server sends is the server's fault."""
+    try:
+        yield
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise ModelServerError(f"the model endpoint answered badly ({type(exc).__name__}: {exc}): "
+                               f"{raw[:300]!r}") from exc

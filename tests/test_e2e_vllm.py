@@ -76,10 +76,18 @@ def test_cwm_agent_against_the_real_model(served, tmp_path):
     calls = [e for e in out["events"] if e.get("role") == "assistant"]
     assert calls and all(isinstance(c["content"], str) for c in calls)
     assert any(c["content"].strip() for c in calls)  # real model text
-    for call in calls:
+    previous: list[int] = []  # the previous call's prompt and completion ids
+    for number, call in enumerate(calls):
         assert call["model"] == EMBEDDED and call["server_version"]
-        assert len(call["prompt_token_ids"]) == call["prompt_tokens"] > 100
+        if number == 0:  # the whole prompt once; after that, what each prompt adds to the previous call's
+            prompt = call["prompt_token_ids"]
+            assert "prompt_token_ids_delta" not in call
+        else:
+            assert call["prompt_token_ids"] is None and 0 < call["prompt_token_ids_offset"] <= len(previous)
+            prompt = previous[:call["prompt_token_ids_offset"]] + call["prompt_token_ids_delta"]
+        assert len(prompt) == call["prompt_tokens"] > 100
         assert len(call["completion_token_ids"]) == call["completion_tokens"] == len(call["logprobs"]) > 0
+        previous = prompt + call["completion_token_ids"]
     assert result["usage"]["completion_tokens"] == sum(c["completion_tokens"] for c in calls)
 
 

@@ -176,7 +176,10 @@ class CwmAgent:
         usage.prompt_tokens += reply.prompt_tokens
         usage.completion_tokens += reply.completion_tokens
         usage.model_seconds += reply.latency
-        # token-exact mode keeps the whole sequence once, in the closing `tokens` record
+        # token-exact mode keeps the whole sequence once, in the closing `tokens` record; chat mode with vLLM has the
+        # whole prompt on the first call and a delta on each later one (see ModelReply)
         skip = {"text", "prompt_token_ids"} if self.renderer else {"text"}
+        skip |= {name for name in ("prompt_token_ids_offset", "prompt_token_ids_delta")
+                 if getattr(reply, name) is None}
         env.trajectory.write(event("message", role="assistant", content=reply.text, turn=episode.turns,
                                    **reply.model_dump(exclude=skip), tokens_per_second=round(reply.tokens_per_second, 2)))

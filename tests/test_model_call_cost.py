@@ -1,0 +1,251 @@
+"""A model call costs the same at turn 120 as at turn 10 (issue 14, item 1), shown by counts rather than timings:
+each message (and each token-exact prompt id) is encoded once over a whole conversation, a vLLM reply's echo of the
+whole prompt is parsed only where it is new, and every call of an endpoint goes through one long-lived HTTP client.
+`bench/model_call_cost.py` measures the CPU per call."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import types
+
+import httpx
+import openai
+import pytest
+from scripted_server import ScriptedServer
+
+import harness.endpoints as endpoints
+import harness.model as model
+from harness.conversation import THINK_PREFILL, ChatConversation
+from harness.endpoints import EncodedLists, IdsText, cut_prompt_ids, shared_ids, status_error
+from harness.model import ModelClient
+
+TURNS = 120
+OBSERVATION = "<output>\n" + "drwxr-xr-x 2 root root 4096 calc.py\n" * 3 + "</output>"
+ROLES, EOT, ASSISTANT = {"system": 1, "user": 2, "assistant": 3}, 5, 3
+
+
+def chars(text: str) -> list[int]:
+    return [ord(c) + 10 for c in text]
+
+
+class TokenIdServer(ScriptedServer):
+    """Answers chat as vLLM does with return_token_ids: the whole prompt's ids and the reply's. Its template is a
+    fake one: role id, a character per id, EOT; with `prefill_in_template`, the generation prompt ends with the
+    think prefill (CWM's), so the replayed assistant turn extends the previous prompt exactly."""
+
+    def __init__(self, turns, prefill_in_template: bool = True):
+        super().__init__(turns)
+        self.generation = [ASSISTANT] + (chars(THINK_PREFILL) if prefill_in_template else [])
+        self.prompts: list[list[int]] = []
+
+    def chat_completion(self, request: dict) -> dict:
+        reply = super().chat_completion(request)
+        prompt = [i for m in request["messages"] for i in [ROLES.get(m["role"], 4), *chars(m["content"]), EOT]]
+        prompt += self.generation
+        self.prompts.append(prompt)
+        reply["prompt_token_ids"] = prompt
+        reply["choices"][0]["token_ids"] = chars(reply["choices"][0]["message"]["content"]) + [EOT]
+        return reply
+
+
+class JsonCount:
+    """`json` for harness.model and harness.endpoints, counting the bytes parsed."""
+
+    def __init__(self):
+        self.parsed = 0
+        self.dumps = json.dumps
+
+    def loads(self, data, **kwargs):
+        self.parsed += len(data)
+        return json.loads(data, **kwargs)
+
+
+def drive(client: ModelClient, turns: int, each=None) -> ChatConversation:
+    conversation = ChatConversation(client, [{"role": "system", "content": "You are a coding agent."},
+                                             {"role": "user", "content": "Fix the median function."}])
+
+    async def run():
+        for turn in range(turns):
+            reply = await conversation.sample(64)
+            if each:
+                each(turn, reply)
+            conversation.add("tool: bash", f"{OBSERVATION} {turn}")
+
+    asyncio.run(run())
+    return conversation
+
+
+def test_each_message_is_encoded_once_over_a_120_turn_conversation_through_one_http_client():
+    used, encodings = [], []
+    with ScriptedServer([f"step {i}" for i in range(TURNS)]) as server:
+        client = ModelClient(server.url, model="scripted-model")
+        endpoint = client.pool.endpoints[0]
+
+        def each(turn, reply):
+            used.append(endpoint._client)
+            encodings.append(client._messages.encoded)
+
+        conversation = drive(client, TURNS, each)
+    sent = [r["messages"] for r in server.requests]
+    assert len(sent) == TURNS and sent[-1] == conversation.messages[:len(sent[-1])]
+    assert all(later[:len(earlier)] == earlier for earlier, later in zip(sent, sent[1:]))  # bodies as before
+    # the first call encodes the two opening messages; every later one only the reply and observation since
+    assert encodings[0] == 2 and [b - a for a, b in zip(encodings, encodings[1:])] == [2] * (TURNS - 1)
+    assert client._messages.encoded == len(sent[-1])
+    assert all(c is used[0] for c in used)
+
+
+def test_a_new_event_loop_gets_its_own_client_and_keeps_it():
+    with ScriptedServer(["a", "b", "c", "d"]) as server:
+        client = ModelClient(server.url, model="scripted-model")
+        endpoint = client.pool.endpoints[0]
+
+        async def two_calls():
+            await client.chat([{"role": "user", "content": "hi"}], 8)
+            first = endpoint._client
+            await client.chat([{"role": "user", "content": "hi"}], 8)
+            assert endpoint._client is first
+            return first
+
+        assert asyncio.run(two_calls()) is not asyncio.run(two_calls())
+
+
+def test_check_probes_and_the_model_card_reuse_the_clients(monkeypatch):
+    made = {"sync": 0, "async": 0}
+
+    class Sync(httpx.Client):
+        def __init__(self, *args, **kwargs):
+            made["sync"] += 1
+            super().__init__(*args, **kwargs)
+
+    class Async(httpx.AsyncClient):
+        def __init__(self, *args, **kwargs):
+            made["async"] += 1
+            super().__init__(*args, **kwargs)
+
+    def no_one_off(*args, **kwargs):
+        raise AssertionError("a one-off request, with a client (and TLS context) made for it")
+
+    monkeypatch.setattr(httpx, "Client", Sync)
+    monkeypatch.setattr(httpx, "AsyncClient", Async)
+    monkeypatch.setattr(httpx, "get", no_one_off)
+    with ScriptedServer(["a", "b", "c"]) as server:
+        client = ModelClient(server.url)
+        assert client.check() == client.check() == "scripted-model" and client.vllm
+        endpoint = client.pool.endpoints[0]
+
+        async def calls_and_probes():
+            for _ in range(3):
+                endpoint.healthy, endpoint.down_since, endpoint.answered_at = False, 0.0, 0.0
+                await client.chat([{"role": "user", "content": "hi"}], 8)  # the re-check probes first
+                assert endpoint.healthy
+                endpoint.answered_at = 0.0
+                assert await client.pool._alive(endpoint)  # the hang watch's probe
+
+        asyncio.run(calls_and_probes())
+    assert made == {"sync": 1, "async": 1} and len(server.requests) == 3
+
+
+@pytest.mark.parametrize("prefill_in_template", [True, False])
+def test_prompt_ids_are_recorded_as_deltas_that_rebuild_every_prompt(monkeypatch, prefill_in_template):
+    counter = JsonCount()
+    monkeypatch.setattr(model, "json", types.SimpleNamespace(loads=counter.loads, dumps=json.dumps))
+    monkeypatch.setattr(endpoints, "json", types.SimpleNamespace(loads=counter.loads, dumps=json.dumps))
+    replies, parsed = [], []
+    with TokenIdServer([f"step {i}" for i in range(40)], prefill_in_template) as server:
+        client = ModelClient(server.url, model="scripted-model")
+
+        def each(turn, reply):
+            replies.append(reply)
+            parsed.append(counter.parsed)
+            counter.parsed = 0
+
+        drive(client, 40, each)
+    previous: list[int] = []
+    for reply, served in zip(replies, server.prompts, strict=True):
+        if reply.prompt_token_ids is not None:
+            prompt = reply.prompt_token_ids
+        else:
+            prompt = previous[:reply.prompt_token_ids_offset] + reply.prompt_token_ids_delta
+        assert prompt == served
+        previous = prompt + reply.completion_token_ids
+    assert replies[0].prompt_token_ids is not None and all(r.prompt_token_ids is None for r in replies[1:])
+    # what each later call parses is the same however long the conversation: its new ids and the reply
+    assert len(server.prompts[-1]) > 10 * len(server.prompts[2])
+    assert max(parsed[2:]) < 1.2 * min(parsed[2:])
+    # CWM's template injects the prefill, so each prompt extends the previous prompt and reply; without it, the
+    # replayed turn (prefill + reply) parts from the sampled one right after the previous prompt
+    kept = [len(prompt) + (len(reply.completion_token_ids) if prefill_in_template else 0)
+            for reply, prompt in zip(replies[:-1], server.prompts)]
+    assert [r.prompt_token_ids_offset for r in replies[1:]] == kept
+
+
+def test_token_exact_prompt_ids_are_encoded_once():
+    tokenizer = types.SimpleNamespace(encode=lambda text, add_special_tokens=False: chars(text), eos_token_id=EOT)
+    with ScriptedServer([f"step {i}" for i in range(30)], tokenizer=tokenizer) as server:
+        client = ModelClient(server.url, model="scripted-model")
+        ids, snapshots = list(range(100, 400)), []
+
+        async def run():
+            for _ in range(30):
+                snapshots.append(list(ids))
+                reply = await client.complete(ids, 16)
+                assert reply.prompt_token_ids is None and reply.completion_token_ids
+                ids.extend(reply.completion_token_ids + [7] * 50)  # the reply, then the next observation
+
+        asyncio.run(run())
+    assert [r["prompt"] for r in server.requests] == snapshots
+    assert client._prompts.encoded == len(snapshots[-1])
+
+
+def test_a_list_cut_or_replaced_is_encoded_again_and_few_lists_are_kept():
+    lists = EncodedLists(lambda items, _: ",".join(map(str, items)).encode(), size=4)
+    items = [1, 2, 3]
+    assert bytes(lists.seen(items).data) == b"1,2,3"
+    items.append(4)
+    assert bytes(lists.seen(items).data) == b"1,2,3,4" and lists.encoded == 4
+    items[3:] = [40, 50]  # cut and grown again
+    assert bytes(lists.seen(items).data) == b"1,2,3,40,50" and lists.encoded == 9
+    others = [[i] for i in range(10)]
+    for other in others:
+        lists.seen(other)
+    assert len(lists._seen) == 4
+
+
+def test_the_prompt_ids_array_is_cut_out_whatever_the_spacing():
+    for raw in (b'{"a":"\\"prompt_token_ids\\": [9]","prompt_token_ids":[1,2,3],"z":1}',
+                b'{"a": "\\"prompt_token_ids\\": [9]", "prompt_token_ids" : [1, 2,\n 3], "z": 1}'):
+        reply, ids = cut_prompt_ids(raw)
+        assert reply == {"a": '"prompt_token_ids": [9]', "prompt_token_ids": None, "z": 1}
+        assert ids.text() == b"1,2,3" and ids.parse() == [1, 2, 3]
+    assert cut_prompt_ids(b'{"prompt_token_ids":null}') == ({"prompt_token_ids": None}, None)
+
+
+@pytest.mark.parametrize("prompt, completion, array, expected", [
+    (b"1,2", b"3", b"1,2,3,4,5", (3, b"4,5")),  # the previous prompt and reply, extended
+    (b"1,2", b"3", b"1,2,3", (3, b"")),
+    (b"1,2", b"", b"1,2,7", (2, b"7")),
+    (b"1,2", b"3", b"1,2,34,5", (2, b"34,5")),  # the reply re-tokenized
+    (b"1,2", b"34", b"1,2,3", (2, b"3")),
+    (b"1,2,3", b"4", b"1,9,3,4,5", (1, b"9,3,4,5")),  # an earlier turn rendered differently
+    (b"12", b"3", b"1,3", (0, b"1,3")),
+    (b"", b"", b"7,8", (0, b"7,8")),
+])
+def test_shared_ids(prompt, completion, array, expected):
+    count = len([i for i in (prompt + b"," + completion).split(b",") if i])
+    raw = b'{"prompt_token_ids":[' + array + b"]}"  # the new ids are a view into the reply
+    offset, rest = shared_ids(IdsText(prompt, 0, len(prompt)), completion, count, IdsText(raw, 21, len(raw) - 2))
+    assert (offset, rest.text()) == expected
+
+
+@pytest.mark.parametrize("status, kind", [(400, openai.BadRequestError), (401, openai.AuthenticationError),
+                                          (403, openai.PermissionDeniedError), (429, openai.RateLimitError),
+                                          (503, openai.InternalServerError), (418, openai.APIStatusError)])
+def test_error_statuses_raise_the_openai_sdk_exceptions(status, kind):
+    request = httpx.Request("POST", "http://host/v1/chat/completions", headers={"Authorization": "Bearer sk-x"})
+    error = status_error(httpx.Response(status, json={"error": {"message": "no", "code": "c"}}, request=request))
+    assert type(error) is kind and error.status_code == status and error.message == f"Error code: {status} - no"
+    assert error.code == "c" and "Authorization" not in error.request.headers
+    plain = status_error(httpx.Response(status, text="plain", request=request))
+    assert plain.message == f"Error code: {status} - plain"
