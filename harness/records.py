@@ -58,7 +58,7 @@ class TrialResult(BaseModel):
     reason: str | None = None  # why the trial is unresolved when the agent or its patch caused it (oom, pids, ...)
     flags: list[str] = Field(default_factory=list)  # e.g. "test_tampering": the patch touches test infrastructure
     verifier: dict[str, Any] = Field(default_factory=dict)
-    phases: dict[str, float] = Field(default_factory=dict)  # seconds: prepare, start, setup, agent, verify
+    phases: dict[str, float] = Field(default_factory=dict)  # seconds: prepare, start, setup, agent, collect, verify, remove
     error: str | None = None
     started_at: float
     ended_at: float

@@ -90,6 +90,14 @@ def texts_info(agent) -> dict | None:
     return {"origin": texts.origin, "comparable_to_cwm": texts.comparable}
 
 
+async def remove_containers(sandbox: Sandbox, verifier) -> None:
+    """The agent's container and the grading container started for the trial (if any), removed side by side."""
+    removals = [asyncio.to_thread(sandbox.remove)] + ([asyncio.to_thread(verifier.close)] if verifier else [])
+    for outcome in await asyncio.gather(*removals, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
 class Phases:
     """Wall-clock seconds per phase of a trial: `with phases("agent"): ...`."""
 
@@ -203,9 +211,10 @@ class Runner:
                                                   limits=self.limits,
                                                   network=task.network or self.config.network)
         watch = FaultWatch(sandbox, trajectory)
-        session, agent_result, verifying = None, None, False
+        session, agent_result, verifying, verifier = None, None, False, None
         watch.start()
         try:
+            verifier = self.start_verifier(task)  # the grading container starts while the agent works
             with phases("setup"):
                 await asyncio.to_thread(self.suite.setup, task, sandbox)
                 session = WatchedSession(await asyncio.to_thread(self.start_session, task, sandbox), watch)
@@ -224,7 +233,7 @@ class Runner:
             verifying = True
             log_dir = self.store.trial_dir(task.id, attempt) / "verifier"
             with phases("verify"):  # a suite that grades in place uses the agent's container, still running
-                verdict = await asyncio.to_thread(self.grade, task, agent_result, patch, log_dir, sandbox)
+                verdict = await asyncio.to_thread(self.grade, task, agent_result, patch, log_dir, sandbox, verifier)
         except Exception as exc:  # noqa: BLE001 - classified: the agent's doing, the infrastructure's, or a bug
             # once the agent ran a command, a step in its container may fail because of what the agent did there
             in_agent_container = watch.acted and (self.grades_in_place or not verifying)
@@ -234,7 +243,8 @@ class Runner:
             watch.stop()
             if session is not None:
                 session.close()
-            await asyncio.to_thread(sandbox.remove)
+            with phases("remove"):
+                await remove_containers(sandbox, verifier)
         return self._scored(task, attempt, started, phases, agent_result, patch, verdict, watch.reason())
 
     @property
@@ -283,7 +293,13 @@ class Runner:
         """The work tree's diff stands in for a missing submission: opted in, or an agent that edits in place."""
         return self.config.grade_worktree or getattr(self.agent, "grades_worktree", False)
 
-    def grade(self, task: Task, agent_result: AgentResult, patch: str, log_dir: Path, sandbox: Sandbox) -> Verdict:
+    def start_verifier(self, task: Task):
+        """The suite's grading container, started now so that grading does not wait for one (SWE-bench); else None."""
+        start = getattr(self.suite, "start_verifier", None)
+        return start(task) if start is not None else None
+
+    def grade(self, task: Task, agent_result: AgentResult, patch: str, log_dir: Path, sandbox: Sandbox,
+              verifier=None) -> Verdict:
         """CWM's protocol: a submission is graded only when the episode ended after it as CWM ends it.
 
         Suites graded on the container's final state (Terminal-Bench) are graded however the episode ended, as their
@@ -297,7 +313,7 @@ class Runner:
         if not final_state and not patch.strip():
             return Verdict(resolved=False, reward=0.0, details={"graded": False, "reason": "empty patch"})
         graded = "" if len(patch.encode()) > MAX_PATCH_BYTES else patch  # recorded with its note, not graded
-        return self.suite.verify(task, graded, log_dir, sandbox)
+        return self.suite.verify(task, graded, log_dir, sandbox, **({"verifier": verifier} if verifier else {}))
 
     def start_session(self, task: Task, sandbox: Sandbox) -> BashSession:
         """The agent's shell, started as CWM starts it (the same script again at every restart)."""

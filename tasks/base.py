@@ -43,7 +43,9 @@ class Reference(BaseModel):
 class Suite(Protocol):
     name: str
     # optional: agent_prompt = "issue" (default: fix and submit a patch) | "task" (do it in the container);
-    # grading = "submission" (default: CWM's protocol) | "final_state" (graded however the episode ended)
+    # grading = "submission" (default: CWM's protocol) | "final_state" (graded however the episode ended);
+    # start_verifier(task) -> a grading container starting while the agent works (its `close()` removes it), passed
+    # to verify as `verifier=` (SWE-bench)
 
     def load(self, task_ids: list[str] | None = None) -> list[Task]:
         """The tasks, or exactly those named (unknown ids are an error)."""

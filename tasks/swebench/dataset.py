@@ -13,11 +13,9 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel
 from swebench.cli._datasets import resolve_dataset
-from swebench.harness.log_parsers import python as python_parsers
-from swebench.harness.utils import load_swebench_dataset
-from swebench.image_builder.image_spec import ImageSpec
 from swebench.task.checks import check_task_repo, errors
 from swebench.task.repo import CONFIG_FILE, load_task_repo
+# swebench.harness and swebench.image_builder pull in datasets and modal (over a second): imported where used
 
 from harness.errors import UserError
 
@@ -98,6 +96,8 @@ def _from_dataset(selection: Selection) -> list[dict]:
         if Path(name).expanduser().exists():
             raise UserError(f"dataset file {name} is not a .json, .jsonl or .parquet file")
         raise UserError(f"dataset path {name} does not exist (a task repo folder or a .json/.jsonl/.parquet file)")
+    from swebench.harness.utils import load_swebench_dataset
+
     try:
         return [dict(row) for row in load_swebench_dataset(name, selection.split)]
     except (OSError, ValueError, ConnectionError) as exc:
@@ -120,9 +120,13 @@ def complete_row(row: dict, namespace: str | None) -> dict:
     row.setdefault("version", "")
     row.setdefault("eval_type", "pass_and_fail")
     if not row.get("log_parser"):
+        from swebench.harness.log_parsers import python as python_parsers
+
         parser = python_parsers.MAP_REPO_TO_PARSER_PY.get(row["repo"])
         row["log_parser"] = parser.__name__ if parser else "parse_log_pytest"
     if not row.get("image"):
+        from swebench.image_builder.image_spec import ImageSpec
+
         row["image"] = row.get("image_name") or row.get("docker_image") or ImageSpec(
             instance_id=row["instance_id"], dockerfile="-", namespace=namespace).name
     if not row.get("eval_script"):

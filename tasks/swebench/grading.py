@@ -9,6 +9,10 @@ between tries, the reverse check last), the image assets, `/eval.sh` run with `e
 a patch that does not apply leaves no `test_output.txt` and no `report.json`, and a run past the timeout leaves no
 `report.json`; both are unresolved.
 
+Departures that change no verdict, for speed: the container may have been started ahead of time, while the agent
+worked (`containers.py`); files go in with one Docker call each time (no `mkdir -p` exec), the eval script with the
+patch; and the first `git apply` try shares its exec with the `git diff` after it (`apply.py`).
+
 swebench's infrastructure classification (`classify_logs`) is advisory, as swebench keeps it: the verdict is the
 report's, and the classification is a note (`infra_note`, `infra_tier`) in the verdict details.
 """
@@ -18,20 +22,19 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-import docker.errors
-from swebench.harness.constants import APPLY_PATCH_FAIL, APPLY_PATCH_PASS, CONTAINER_PATCH_FILE, LOG_INSTANCE, \
-    LOG_REPORT, LOG_TEST_OUTPUT
-from swebench.harness.docker_utils import copy_to_container, exec_run_with_timeout
+from swebench.harness.constants import CONTAINER_PATCH_FILE, LOG_INSTANCE, LOG_REPORT, LOG_TEST_OUTPUT
+from swebench.harness.docker_utils import exec_run_with_timeout
 from swebench.harness.grading import get_eval_report, parse_test_exit_code
 from swebench.harness.infra_failure import TIER_ENVIRONMENT, classify_logs
-from swebench.harness.run_evaluation import GIT_APPLY_CMDS, _inject_asset_restore, _stage_image_assets
+from swebench.harness.run_evaluation import _inject_asset_restore, _stage_image_assets
 from swebench.harness.utils import make_test_spec
-from swebench.image_builder.constants import CONTAINER_USER, CONTAINER_WORKDIR
+from swebench.image_builder.constants import CONTAINER_WORKDIR
 
-from harness.sandbox import docker_client, run_labels
 from tasks.base import Verdict
+from tasks.swebench.apply import EVAL_FILE, GIT_DIFF, Applied, apply_patch, blob_id
+from tasks.swebench.containers import VerifyContainer, create_container, put_files, remove_container
 from tasks.swebench.tampering import classify_paths, pytest_section_changed
 
 EVAL_TIMEOUT = 1800  # swebench's default per test run
@@ -62,43 +65,6 @@ def close_logger(logger: logging.Logger) -> None:
         logger.removeHandler(handler)
 
 
-def create_container(image: str):
-    """swebench's `create_container` settings, with our labels."""
-    return docker_client().containers.run(image, command="tail -f /dev/null", user=CONTAINER_USER, detach=True,
-                                          cap_add=["SYS_ADMIN"], labels=run_labels("verify"))
-
-
-def remove_container(container) -> None:
-    try:
-        container.remove(force=True)
-    except docker.errors.NotFound:
-        pass
-    except docker.errors.APIError as exc:  # "removal already in progress": someone else is removing it
-        if "already in progress" not in str(exc):
-            raise
-
-
-def apply_patch(container, logger: logging.Logger) -> bool:
-    """swebench's fallback chain, exactly: a pristine tree between tries, the reverse check when every try failed."""
-    val = None
-    for attempt, command in enumerate(GIT_APPLY_CMDS):
-        if attempt:
-            container.exec_run(["/bin/bash", "-c", "git checkout -- . ; git clean -fd"], workdir=CONTAINER_WORKDIR,
-                               user=CONTAINER_USER)
-        val = container.exec_run(f"{command} {CONTAINER_PATCH_FILE}", workdir=CONTAINER_WORKDIR, user=CONTAINER_USER)
-        if val.exit_code == 0:
-            logger.info(f"{APPLY_PATCH_PASS}:\n{val.output.decode('utf-8', errors='replace')}")
-            return True
-        logger.info(f"Failed to apply patch to container: {command}")
-    reverse = container.exec_run(f"git apply --check --reverse {CONTAINER_PATCH_FILE}", workdir=CONTAINER_WORKDIR,
-                                 user=CONTAINER_USER)
-    if reverse.exit_code == 0:
-        logger.info(f"{APPLY_PATCH_PASS}: verified already applied")
-        return True
-    logger.info(f"{APPLY_PATCH_FAIL}:\n{val.output.decode('utf-8', errors='replace')}")
-    return False
-
-
 def _read(container, path: str, revision: str | None = None) -> str | None:
     """A file of the work tree (or of `revision`), None when it does not exist there."""
     argv = ["git", "show", f"{revision}:{path}"] if revision is not None else ["cat", "--", path]
@@ -117,25 +83,41 @@ def tampering(container, patch: str) -> list[str]:
     return flagged
 
 
-def run_instance(spec, patch: str, log_dir: Path, timeout: int, task_repo: str | None) -> dict:
-    """swebench's `run_instance` steps; returns what happened: applied, timed_out, killed, tampered paths."""
+def ready_eval(container, spec, applied: Applied, log_dir: Path, logger: logging.Logger, task_repo: str | None) -> None:
+    """swebench's steps between the patch and the tests: the `git diff` logged before, the image assets, /eval.sh."""
+    if applied.diff_before is None:
+        before = container.exec_run(GIT_DIFF, workdir=CONTAINER_WORKDIR).output
+        applied.diff_before = before.decode("utf-8", errors="replace").strip()
+    logger.info(f"Git diff before:\n{applied.diff_before}")
+    restore = _stage_image_assets(container, spec, log_dir, logger, task_repo)
+    eval_file = log_dir / "eval.sh"
+    eval_file.write_text(_inject_asset_restore(spec.eval_script, restore))
+    if applied.eval_blob != blob_id(eval_file.read_bytes()):  # not the one put in with the patch
+        put_files(container, {EVAL_FILE: eval_file.read_bytes()})
+
+
+def run_instance(spec, patch: str, log_dir: Path, timeout: int, task_repo: str | None,
+                 verifier: VerifyContainer | None = None) -> dict:
+    """swebench's `run_instance` steps; returns what happened: applied, timed_out, killed, tampered paths.
+
+    The container is `verifier`'s, started ahead of time (its owner removes it), else one started and removed here.
+    """
     logger = instance_logger(log_dir / LOG_INSTANCE)
-    container = None
+    container = warm = None
     state = {"applied": False, "timed_out": False, "killed": None, "tampering": []}
     try:
-        container = create_container(spec.image)
+        warm = verifier.take() if verifier is not None else None
+        container = warm or create_container(spec.image)
         logger.info(f"Container for {spec.instance_id} started: {container.id}")
-        copy_to_container(container, log_dir / "patch.diff", PurePosixPath(CONTAINER_PATCH_FILE))
-        if not apply_patch(container, logger):
+        # the eval script goes in with the patch, and again after the chain unless it is exactly that (apply.py)
+        put_files(container, {CONTAINER_PATCH_FILE: (log_dir / "patch.diff").read_bytes(),
+                              EVAL_FILE: spec.eval_script.encode()})
+        applied = apply_patch(container, logger)
+        if not applied.applied:
             return state
         state["applied"] = True
         state["tampering"] = tampering(container, patch)
-        before = container.exec_run("git -c core.fileMode=false diff", workdir=CONTAINER_WORKDIR)
-        logger.info(f"Git diff before:\n{before.output.decode('utf-8', errors='replace').strip()}")
-        restore = _stage_image_assets(container, spec, log_dir, logger, task_repo)
-        eval_file = log_dir / "eval.sh"
-        eval_file.write_text(_inject_asset_restore(spec.eval_script, restore))
-        copy_to_container(container, eval_file, PurePosixPath("/eval.sh"))
+        ready_eval(container, spec, applied, log_dir, logger, task_repo)
         output, timed_out, runtime = exec_run_with_timeout(container, "/bin/bash /eval.sh", timeout)
         logger.info(f"Test runtime: {runtime:_.2f} seconds")
         with open(log_dir / LOG_TEST_OUTPUT, "w") as f:
@@ -151,18 +133,21 @@ def run_instance(spec, patch: str, log_dir: Path, timeout: int, task_repo: str |
             state["killed"] = "verifier out of memory" if container.attrs["State"].get("OOMKilled") else \
                 "verifier killed"
             return state
-        after = container.exec_run("git -c core.fileMode=false diff", workdir=CONTAINER_WORKDIR)
+        after = container.exec_run(GIT_DIFF, workdir=CONTAINER_WORKDIR)
         logger.info(f"Git diff after:\n{after.output.decode('utf-8', errors='replace').strip()}")
         return state
     finally:
-        if container is not None:
+        if container is not None and container is not warm:
             remove_container(container)
         close_logger(logger)
 
 
 def grade(instance: dict, patch: str, log_dir: Path, *, model: str = "cwm-eval", timeout: int = EVAL_TIMEOUT,
-          task_repo: str | None = None) -> Verdict:
+          task_repo: str | None = None, verifier: VerifyContainer | None = None) -> Verdict:
     """Apply `patch`, run the eval script and grade with swebench; logs go to `log_dir` in swebench's layout.
+
+    `verifier`: a grading container started ahead of time (the runner starts one while the agent works), used once
+    and left for its owner to remove; without it (or when it did not start) a fresh one is started and removed here.
 
     Verdict details: swebench's per-instance report, the test command's exit code, swebench's advisory
     classification of an unresolved log, `reason` (why unresolved, when the patch or its tests caused it) and
@@ -179,7 +164,7 @@ def grade(instance: dict, patch: str, log_dir: Path, *, model: str = "cwm-eval",
              "infra_failure": False}
     if not patch.strip():  # swebench does not run empty patches
         return Verdict(resolved=False, reward=0.0, details={**unrun, "reason": "empty patch"})
-    state = run_instance(spec, patch, log_dir, timeout, task_repo)
+    state = run_instance(spec, patch, log_dir, timeout, task_repo, verifier)
     flags = [TAMPERING] if state["tampering"] else []
     extra = {"test_tampering": state["tampering"]} if state["tampering"] else {}
     if not state["applied"]:

@@ -7,14 +7,13 @@ import threading
 from pathlib import Path
 
 import docker.errors
-from swebench.image_builder.docker_build import build_instance_image
-from swebench.image_builder.image_spec import ImageSpec
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from harness.errors import UserError
 from harness.images import BASE_IMAGE, bootstrap_base, build_image, image_exists
 from harness.outcomes import InfraError
 from harness.sandbox import docker_client
+# swebench.image_builder pulls in datasets and modal (over a second): imported where an image is built from a row
 
 PULLS_AT_ONCE = 4
 _pulls = threading.BoundedSemaphore(PULLS_AT_ONCE)
@@ -57,6 +56,9 @@ def ensure_image(row: dict, source: str, task_dir: Path | None) -> str:
             return name
         if not row.get("dockerfile"):
             raise UserError(f"{row['instance_id']} has no Dockerfile to build from; use --image-source prebuilt")
+        from swebench.image_builder.docker_build import build_instance_image
+        from swebench.image_builder.image_spec import ImageSpec
+
         spec = ImageSpec(instance_id=row["instance_id"], dockerfile=row["dockerfile"], namespace=None)
         build_instance_image(spec, docker_client(), None, nocache=False)
         return spec.name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from swebench.task.repo import task_paths
 
@@ -11,9 +12,11 @@ from harness.records import Outcome, TrialResult
 from harness.sandbox import Sandbox
 from tasks.base import Reference, Task, Verdict
 from tasks.swebench.dataset import Selection, is_task_repo, load_instances
-from tasks.swebench.formats import write_predictions, write_run_report
-from tasks.swebench.grading import grade
-from tasks.swebench.images import ensure_image, preflight_disk
+# containers, formats, grading and images import swebench.harness or swebench.image_builder, which pull in
+# datasets and modal (over a second): imported where used, after the run's first container is created
+
+if TYPE_CHECKING:
+    from tasks.swebench.containers import VerifyContainer
 
 # CWM's anti-leak scrub: no remote, no ref but the current branch, no reflog, nothing unreachable
 SCRUB_GIT = """
@@ -39,6 +42,8 @@ class SweBenchSuite:
         self.image_source = image_source or ("build" if repo else "prebuilt")
 
     def load(self, task_ids: list[str] | None = None) -> list[Task]:
+        from tasks.swebench.images import preflight_disk
+
         selection = self.selection.model_copy(update={"task_ids": task_ids or self.selection.task_ids})
         rows = load_instances(selection)
         preflight_disk(rows, self.image_source, self.task_dirs)
@@ -49,6 +54,8 @@ class SweBenchSuite:
                     base_commit=row["base_commit"], labels={"repo": row["repo"]}, metadata=row)
 
     def prepare(self, task: Task) -> None:
+        from tasks.swebench.images import ensure_image
+
         ensure_image(task.metadata, self.image_source, self.task_dirs.get(task.id))
 
     def setup(self, task: Task, sandbox: Sandbox) -> None:
@@ -60,11 +67,22 @@ class SweBenchSuite:
     def reference_solution(self, task: Task) -> Reference:
         return Reference(kind="patch", content=task.metadata["patch"])
 
-    def verify(self, task: Task, patch: str, log_dir: Path, sandbox: Sandbox | None = None) -> Verdict:
-        return grade(task.metadata, patch, log_dir, task_repo=self.task_repo)
+    def start_verifier(self, task: Task) -> VerifyContainer:
+        """A grading container of the task image, starting now (the runner calls this as the agent starts)."""
+        from tasks.swebench.containers import VerifyContainer
+
+        return VerifyContainer(task.image)
+
+    def verify(self, task: Task, patch: str, log_dir: Path, sandbox: Sandbox | None = None,
+               verifier: VerifyContainer | None = None) -> Verdict:
+        from tasks.swebench.grading import grade
+
+        return grade(task.metadata, patch, log_dir, task_repo=self.task_repo, verifier=verifier)
 
     def finalize(self, run_dir: Path, results: list[TrialResult], tasks: list[Task]) -> list[str]:
         """Official formats, and for the oracle the instances whose gold patch does not resolve."""
+        from tasks.swebench.formats import write_predictions, write_run_report
+
         lines = [f"predictions: {', '.join(str(p) for p in write_predictions(run_dir, results))}"]
         scored = [r for r in results if r.outcome is not Outcome.ERROR]
         if scored:
