@@ -104,10 +104,10 @@ def run(
 ) -> None:
     """Run an agent on a suite: one container per trial, graded as the official harness grades."""
     from agents import make_agent
-    from agents.cwm.agent import CwmConfig
+    from agents.cwm.config import CwmConfig
     from harness.config import RunConfig, default_run_id
-    from harness.model import Sampling
     from harness.run_guard import check_writable, claim_run
+    from harness.sampling import Sampling
     from harness.sandbox import Limits, memory_bytes
     from tasks import check_suite_options, load_suite
     from tasks.terminal_bench.images import parse_image_map

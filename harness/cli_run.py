@@ -71,7 +71,6 @@ def execute(config, suite, tasks, agent, agent_spec: dict | None = None) -> list
 
 def _execute(config, suite, tasks, agent, agent_spec: dict | None) -> list:
     from harness.progress import RunProgress, summary_table
-    from harness.report import write_run_report
     from harness.runner import Runner
 
     console = _console()
@@ -95,6 +94,8 @@ def _execute(config, suite, tasks, agent, agent_spec: dict | None) -> list:
     if finalize is not None:  # the suite's own formats (SWE-bench: predictions, run report, gold failures)
         for line in finalize(run_dir, results, tasks):
             console.print(line)
+    from harness.report import write_run_report  # pandas: imported once the trials are done
+
     console.print(f"report: {write_run_report(run_dir)}")
     return results
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr
 
-from agents.cwm.agent import CwmConfig
-from harness.model import Sampling
+from agents.cwm.config import CwmConfig
+from harness.sampling import Sampling
 from harness.sandbox import Limits
 
 

@@ -7,11 +7,13 @@ import json
 import sqlite3
 import threading
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from harness.records import TrialResult
 from harness.store import read_result
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 INDEX_FILE = "index.sqlite"
 COLUMNS = {
@@ -74,6 +76,8 @@ class ResultsIndex:
                             db.execute("DELETE FROM trials WHERE path = ?", (str(path.resolve()),))
 
     def frame(self, run_ids: list[str] | None = None) -> pd.DataFrame:
+        import pandas as pd  # only reports need it; the runner imports this module on its way to a container
+
         query, params = "SELECT * FROM trials", []
         if run_ids:
             query += f" WHERE run_id IN ({', '.join('?' for _ in run_ids)})"

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from harness.endpoints import (EncodedLists, EndpointHung, EndpointPool, IdsText, Seen, body_with, cut_prompt_ids,
                                shared_ids, status_of)
 from harness.errors import UserError
+from harness.sampling import Sampling  # defined apart: a run's config needs it without the openai SDK
 
 RETRYABLE = (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError, openai.RateLimitError,
              EndpointHung)
@@ -85,13 +86,6 @@ def prompt_fields(seen: Seen, ids: IdsText | None, completion: list[int] | None)
     completion = completion or []
     seen.prompt, seen.completion, seen.ids_count = ids, _encode_ids(completion), count + len(completion)
     return fields
-
-
-class Sampling(BaseModel):
-    temperature: float = 1.0
-    top_p: float = 0.95
-    seed: int | None = None
-    stop: list[str] | None = None
 
 
 class ContextLimitExceeded(Exception):

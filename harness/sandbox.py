@@ -12,7 +12,6 @@ from pathlib import Path
 import docker
 import docker.errors
 from pydantic import BaseModel, field_validator
-from swebench.harness.docker_utils import exec_run_with_timeout
 
 from harness.disk_limit import DEFAULT_DISK, DiskWatchdog, create_bounded, disk_bytes, size_bytes
 from harness.errors import UserError
@@ -161,6 +160,7 @@ class Sandbox:
             result = self.container.exec_run(["bash", "-c", command], workdir=workdir or self.workdir)
             return ExecResult(exit_code=result.exit_code, output=result.output.decode(errors="replace"))
         # swebench's own timed exec, so verification behaves exactly as the official harness
+        from swebench.harness.docker_utils import exec_run_with_timeout  # swebench pulls in datasets, pandas
         wrapped = f"bash -c {shlex.quote(f'cd {shlex.quote(workdir or self.workdir)} && {command}')}"
         output, timed_out, seconds = exec_run_with_timeout(self.container, wrapped, timeout)
         # exec_run_with_timeout reports no exit code: the eval script records its own in the log

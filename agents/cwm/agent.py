@@ -8,11 +8,9 @@ submission is graded; before one, the error goes back to the model as a user mes
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
-
-from pydantic import BaseModel
 
 from agents.base import AgentResult, TrialEnv
+from agents.cwm.config import CwmConfig
 from agents.cwm.texts import FormatError, NoSuchToolError, ProjectTexts, Texts, terminal_prompt
 from agents.cwm.tools import install_plugins, run_tool
 from harness.conversation import ChatConversation, ChatRenderer, CharEstimate, Conversation, RendererTokens, \
@@ -22,24 +20,6 @@ from harness.records import ExitStatus, Usage, event
 from tasks.base import Suite, Task
 
 THINK_END = "</think>"
-
-
-class CwmConfig(BaseModel):
-    """CWM's SWERLConfig in eval mode. Without a tokenizer, tokens are estimated at `chars_per_token`."""
-
-    tools: list[str] = ["bash", "edit", "create", "submit"]
-    max_turns: int = 128  # the 128th reply is refused: at most 127 tool calls
-    context_size: int = 131072
-    max_action_len: int = 65536
-    max_prompt_len: int = 8192  # the first user message, cut from the left
-    max_user_turn_len: int = 32768  # every later message, cut from the right
-    command_timeout: float = 120.0
-    strict_format: bool = False  # CWM's training mode: the first format error ends the episode
-    chars_per_token: float = 4.0
-    token_exact: bool = False  # render with the model's tokenizer and send token ids (see harness/conversation.py)
-    logprobs: bool = False  # record the logprob of every sampled token
-    tokenizer: str | None = None  # token-exact mode: tokenizer folder or hub id (default: where the server loaded)
-    cwm_source: Path | None = None  # a facebookresearch/cwm checkout: its texts and plugins are used
 
 
 def task_prompt(task: Task, suite: Suite | None, texts: Texts) -> str:
