@@ -53,7 +53,7 @@ def chat_reply(request: dict, turn: int, cache: dict) -> dict:
     prompt = [i for m in request["messages"]
               for i in (ROLES.get(m["role"], 4), *tokens(m["content"], cache), EOT)]
     prompt += [ASSISTANT, *tokens(THINK_PREFILL, cache)]
-    text = f"{REPLY}{turn}\n</think>\n<tool: bash>\nls -la src/{turn}\n</tool>"
+    text = f"{REPLY}{turn}\n</think>\n<tool: bash>\nseq {turn} {turn + 699}\n</tool>"  # about 3 KB of output
     completion = tokens(text, {}) + [EOT]
     return {"id": f"chatcmpl-{turn}", "object": "chat.completion", "created": 0, "model": MODEL,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
