@@ -24,7 +24,7 @@ from harness.runner import Runner
 from harness.serve import ensure_embedded_server
 from tasks import load_suite
 
-LIFECYCLE = ("prepare", "start", "setup", "remove")  # image check, container start, setup + shell, removal
+LIFECYCLE = ("prepare", "start", "setup", "close", "remove")  # image check, start, setup + shell, shell end, removal
 VERIFICATION = ("collect", "verify")  # the patch taken from the container, then the fresh verifier container
 OWN = "harness's own (loop, parsing, records, scheduling)"
 
@@ -32,7 +32,7 @@ OWN = "harness's own (loop, parsing, records, scheduling)"
 def breakdown(result: TrialResult) -> dict[str, float]:
     phase = result.phases
     parts = {"model generation": result.usage.model_seconds, "agent commands": result.usage.command_seconds,
-             "container lifecycle": sum(phase.get(name, 0.0) for name in LIFECYCLE),
+             "container lifecycle": sum(phase.get(name, 0.0) for name in LIFECYCLE) + result.usage.setup_seconds,
              "verification": sum(phase.get(name, 0.0) for name in VERIFICATION)}
     parts[OWN] = result.wall_seconds - sum(parts.values())
     return parts

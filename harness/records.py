@@ -36,6 +36,7 @@ class Usage(BaseModel):
     completion_tokens: int = 0
     model_seconds: float = 0.0
     command_seconds: float = 0.0
+    setup_seconds: float = 0.0  # the agent's own setup in its container (CWM's tool plugins)
 
 
 class TrialResult(BaseModel):
@@ -58,7 +59,7 @@ class TrialResult(BaseModel):
     reason: str | None = None  # why the trial is unresolved when the agent or its patch caused it (oom, pids, ...)
     flags: list[str] = Field(default_factory=list)  # e.g. "test_tampering": the patch touches test infrastructure
     verifier: dict[str, Any] = Field(default_factory=dict)
-    phases: dict[str, float] = Field(default_factory=dict)  # seconds: prepare, start, setup, agent, collect, verify, remove
+    phases: dict[str, float] = Field(default_factory=dict)  # seconds: prepare, start, setup, agent, close, collect, verify, remove
     error: str | None = None
     started_at: float
     ended_at: float

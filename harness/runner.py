@@ -224,7 +224,8 @@ class Runner:
                     agent_result = await asyncio.wait_for(self.agent.solve(env), self.agent_timeout(task))
                 except TimeoutError:
                     agent_result = AgentResult(exit_status=ExitStatus.TIMEOUT)
-            session.close()
+            with phases("close"):  # the shell's end: its stream, and the processes its last command left
+                session.close()
             with phases("collect"):
                 patch = agent_result.submitted_patch or ""
                 if not patch and self.grades_worktree:
@@ -240,10 +241,10 @@ class Runner:
             failure = await asyncio.to_thread(classify, exc, watch if in_agent_container else None)
             return self._failed(task, attempt, started, phases, trajectory, failure, agent_result)
         finally:
-            watch.stop()
-            if session is not None:
-                session.close()
-            with phases("remove"):
+            with phases("remove"):  # the container's watch, its shell if still open, then the containers
+                watch.stop()
+                if session is not None:
+                    session.close()
                 await remove_containers(sandbox, verifier)
         return self._scored(task, attempt, started, phases, agent_result, patch, verdict, watch.reason())
 

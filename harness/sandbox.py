@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import shlex
 import tarfile
+import time
 from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
@@ -83,6 +84,17 @@ def docker_client() -> docker.DockerClient:
             "(or `sudo systemctl start docker`) and try again"
         ) from None
     return client
+
+
+def files_archive(files: dict[str, bytes], mode: int = 0o644) -> bytes:
+    """A tar of files at absolute paths (root-owned, `mode`), to put at `/`."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, data in files.items():
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 class Sandbox:
@@ -177,6 +189,10 @@ class Sandbox:
         parent = str(Path(path).parent)
         self.container.exec_run(["mkdir", "-p", parent])
         self.container.put_archive(parent, buf.getvalue())
+
+    def write_files(self, files: dict[str, bytes]) -> None:
+        """Files at these absolute paths in one archive and one Docker call (missing folders are made)."""
+        self.container.put_archive("/", files_archive(files))
 
     def copy_in(self, src: Path, dest: str) -> None:
         """Copy a host file or folder to `dest` (the folder's contents land inside `dest`)."""

@@ -8,6 +8,7 @@ submission is graded; before one, the error goes back to the model as a user mes
 from __future__ import annotations
 
 import asyncio
+import time
 
 from agents.base import AgentResult, TrialEnv
 from agents.cwm.config import CwmConfig
@@ -73,14 +74,16 @@ class CwmAgent:
         # the context budget is CWM's, or the server's context length when that is smaller
         cfg = self.config.model_copy(update={"context_size": min(
             self.config.context_size, self.client.max_model_len or self.config.context_size)})
+        episode = Episode()
         if {"edit", "create"} & set(cfg.tools):
+            started = time.monotonic()
             await asyncio.to_thread(install_plugins, env.sandbox, self.texts)
+            episode.usage.setup_seconds = time.monotonic() - started
         counter = self.counter()
         messages = initial_messages(env.task, env.suite, self.texts, cfg, counter)
         for message in messages:
             env.trajectory.write(event("message", **message))
         conversation = self.conversation(messages)
-        episode = Episode()
         submit_note = getattr(env.suite, "agent_prompt", "issue") == "task"
 
         def finish(status: ExitStatus) -> AgentResult:

@@ -16,8 +16,7 @@ HEREDOC = "EOF_938176592"
 
 def install_plugins(sandbox: Sandbox, texts: Texts) -> None:
     """The text source's own plugin scripts, byte for byte."""
-    for name in PLUGINS:
-        sandbox.write_file(f"{PLUGIN_DIR}/{name}.py", (texts.plugin_dir / f"{name}.py").read_bytes())
+    sandbox.write_files({f"{PLUGIN_DIR}/{name}.py": (texts.plugin_dir / f"{name}.py").read_bytes() for name in PLUGINS})
 
 
 def plugin_command(name: str, body: str) -> str:

@@ -9,14 +9,11 @@ it once, and `close()` removes it whatever happened to the trial (also while it 
 from __future__ import annotations
 
 import contextvars
-import io
-import tarfile
 import threading
-import time
 
 import docker.errors
 
-from harness.sandbox import docker_client, run_labels
+from harness.sandbox import docker_client, files_archive, run_labels
 
 
 def create_container(image: str):
@@ -41,13 +38,7 @@ def remove_container(container) -> None:
 def put_files(container, files: dict[str, bytes]) -> None:
     """Root-owned 0644 files at these absolute paths, in one archive and one Docker call (Docker makes missing
     folders, as swebench's `mkdir -p` before each copy does)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path, data in files.items():
-            info = tarfile.TarInfo(path.lstrip("/"))
-            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-    container.put_archive("/", buf.getvalue())
+    container.put_archive("/", files_archive(files))
 
 
 class VerifyContainer:
