@@ -44,10 +44,11 @@ def start(tmp_path, run_id: str, *args: str) -> subprocess.Popen:
 
 
 def sleeping_run(tmp_path, run_id: str, server: ScriptedServer) -> subprocess.Popen:
-    """A cwm run on one task whose container stays up for the scripted `sleep 30`."""
+    """A cwm run on one task whose container stays up for the scripted `sleep 30` (with its grading container,
+    started while the agent works)."""
     asked = len(server.requests)
     proc = start(tmp_path, run_id, "--task", TASK, "--agent", "cwm", "--model-url", server.url, "--max-turns", "3")
-    wait_for(lambda: containers(run_id) and len(server.requests) > asked or proc.poll() is not None)
+    wait_for(lambda: len(containers(run_id)) == 2 and len(server.requests) > asked or proc.poll() is not None)
     assert proc.poll() is None, proc.communicate()
     return proc
 
