@@ -106,7 +106,7 @@ class CwmSourceTexts:
         self.root = root
         for name in REQUIRED_FILES:
             if not (root / name).is_file():
-                raise _not_cwm(root, f"{name} not found")
+                raise not_cwm(root, f"{name} not found")
         self.plugin_dir = root / PLUGINS
         tree = _parse(root, SWERL_TOOL)
         self._constants = _string_constants(root, tree)
@@ -126,13 +126,13 @@ class CwmSourceTexts:
                   ("swerl.default_tools", DEFAULT_TOOLS, "parse_tool_calls"))
         for short, relative, name in needed:
             if not callable(getattr(self._modules[short], name, None)):
-                raise _not_cwm(root, f"{relative} has no {name}")
+                raise not_cwm(root, f"{relative} has no {name}")
         self._prompts = self._modules["prompts"]
         self._tools = self._modules["swerl.tools"]
         self._default_tools = self._modules["swerl.default_tools"]
         self._cwm_format_error = self._modules["swerl.errors"].FormatError
         self._cwm_no_such_tool = self._modules["swerl.errors"].NoSuchToolError
-        self.origin = _origin(root)
+        self.origin = checkout_origin(root, REQUIRED_FILES)
         self._check()
 
     def __repr__(self) -> str:
@@ -217,7 +217,7 @@ class CwmSourceTexts:
         except UserError:
             raise
         except Exception as exc:  # noqa: BLE001 - anything the checkout's code raises here means it does not fit
-            raise _not_cwm(self.root, f"its texts or functions do not work as expected ({_one_line(exc)})") from exc
+            raise not_cwm(self.root, f"its texts or functions do not work as expected ({one_line(exc)})") from exc
 
 
 class _NoTools:
@@ -236,7 +236,7 @@ def _parse(root: Path, name: str) -> ast.Module:
     try:
         return ast.parse((root / name).read_text(encoding="utf-8"), filename=str(root / name))
     except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
-        raise _not_cwm(root, f"cannot read {name} ({_one_line(exc)})") from exc
+        raise not_cwm(root, f"cannot read {name} ({one_line(exc)})") from exc
 
 
 def _string_value(node: ast.expr) -> str | None:
@@ -261,16 +261,16 @@ def _string_constants(root: Path, tree: ast.Module) -> dict[str, str]:
         if target in CONSTANTS:
             text = _string_value(value)
             if text is None:
-                raise _not_cwm(root, f"{SWERL_TOOL}: {target} is not a string literal")
+                raise not_cwm(root, f"{SWERL_TOOL}: {target} is not a string literal")
             found[target] = text
     for name, fields in CONSTANTS.items():
         if name not in found:
-            raise _not_cwm(root, f"{SWERL_TOOL} has no string constant {name}")
+            raise not_cwm(root, f"{SWERL_TOOL} has no string constant {name}")
         try:
             found[name].format(**{field: "" for field in fields})
         except (KeyError, IndexError, ValueError) as exc:
-            raise _not_cwm(root, f"{SWERL_TOOL}: {name} has placeholders other than "
-                                 f"{', '.join('{' + field + '}' for field in fields)} ({_one_line(exc)})") from exc
+            raise not_cwm(root, f"{SWERL_TOOL}: {name} has placeholders other than "
+                                 f"{', '.join('{' + field + '}' for field in fields)} ({one_line(exc)})") from exc
     return found
 
 
@@ -279,17 +279,17 @@ def _think_end_message(root: Path, tree: ast.Module) -> list[str | None]:
     where = f"{SWERL_TOOL}: SWERLToolEnv.step"
     env = next((node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "SWERLToolEnv"), None)
     if env is None:
-        raise _not_cwm(root, f"{SWERL_TOOL} has no class SWERLToolEnv")
+        raise not_cwm(root, f"{SWERL_TOOL} has no class SWERLToolEnv")
     step = next((node for node in env.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
                  and node.name == "step"), None)
     if step is None:
-        raise _not_cwm(root, f"{where} not found")
+        raise not_cwm(root, f"{where} not found")
     messages = [node.exc.args[0] for node in ast.walk(step)
                 if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
                 and _called_name(node.exc.func).endswith("FormatError")
                 and len(node.exc.args) == 1 and isinstance(node.exc.args[0], ast.JoinedStr)]
     if len(messages) != 1:
-        raise _not_cwm(root, f"{where} raises {len(messages)} FormatErrors with an f-string message, expected 1 "
+        raise not_cwm(root, f"{where} raises {len(messages)} FormatErrors with an f-string message, expected 1 "
                              "(the thinking-end count check)")
     parts: list[str | None] = []
     names = set()
@@ -301,10 +301,10 @@ def _think_end_message(root: Path, tree: ast.Module) -> list[str | None]:
             parts.append(None)
             names.add(part.value.id)
         else:
-            raise _not_cwm(root, f"{where}: the thinking-end FormatError message has a part other than text and "
+            raise not_cwm(root, f"{where}: the thinking-end FormatError message has a part other than text and "
                                  f"plain names (line {messages[0].lineno})")
     if len(names) != 1:
-        raise _not_cwm(root, f"{where}: the thinking-end FormatError message uses {len(names)} names, expected one "
+        raise not_cwm(root, f"{where}: the thinking-end FormatError message uses {len(names)} names, expected one "
                              f"(the count; line {messages[0].lineno})")
     return parts
 
@@ -338,13 +338,13 @@ def _load_modules(root: Path) -> dict[str, types.ModuleType]:
             name = f"{base}.{short}"
             spec = importlib.util.spec_from_file_location(name, root / relative)
             if spec is None or spec.loader is None:
-                raise _not_cwm(root, f"cannot load {relative}")
+                raise not_cwm(root, f"cannot load {relative}")
             module = importlib.util.module_from_spec(spec)
             _register(name, module, added)
             try:
                 spec.loader.exec_module(module)
             except Exception as exc:  # noqa: BLE001 - whatever the file raises, the tree does not fit
-                raise _not_cwm(root, f"cannot load {relative} ({type(exc).__name__}: {_one_line(exc)})") from exc
+                raise not_cwm(root, f"cannot load {relative} ({type(exc).__name__}: {one_line(exc)})") from exc
             loaded[short] = module
         return loaded
     except BaseException:
@@ -373,8 +373,8 @@ def _unload(modules: dict[str, types.ModuleType]) -> None:
 # -- helpers ------------------------------------------------------------------------------------------------------
 
 
-def _origin(root: Path) -> str:
-    """The root, plus its commit when it is the top of a git work tree ("+modified" when the loaded files changed)."""
+def checkout_origin(root: Path, files: tuple[str, ...]) -> str:
+    """The root, plus its commit when it is the top of a git work tree ("+modified" when `files` changed)."""
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30,
@@ -384,18 +384,16 @@ def _origin(root: Path) -> str:
         return done.stdout.strip() if done.returncode == 0 else None
 
     top = git("rev-parse", "--show-toplevel")
-    if top is None or Path(top).resolve() != root:
-        return str(root)
-    commit = git("rev-parse", "HEAD")
+    commit = git("rev-parse", "HEAD") if top is not None and Path(top).resolve() == root else None
     if not commit:
         return str(root)
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", *REQUIRED_FILES)
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", *files)
     return f"{root} @ {commit}" + (" +modified" if changed else "")
 
 
-def _not_cwm(root: Path, problem: str) -> UserError:
-    return UserError(f"CWM source {root}: {_one_line(problem)} - is this a checkout of facebookresearch/cwm?")
+def not_cwm(root: Path, problem: str) -> UserError:
+    return UserError(f"CWM source {root}: {one_line(problem)} - is this a checkout of facebookresearch/cwm?")
 
 
-def _one_line(value: Any) -> str:
+def one_line(value: Any) -> str:
     return " ".join(str(value).split())

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import __future__
 import ast
-import subprocess
 import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
-from agents.cwm.cwm_source import PROMPTS, installed_package_root, load_cwm_texts
+from agents.cwm.cwm_source import (PROMPTS, checkout_origin, installed_package_root, load_cwm_texts,
+                                   not_cwm, one_line)
 from harness.errors import UserError
 from tasks.livecodebench.dataset import Problem
 
@@ -81,16 +81,16 @@ class CwmLcbTexts:
     def __init__(self, root: Path):
         self.root = root
         cwm = load_cwm_texts(root)  # prompts.py and the rest of CWM's layout; UserError when it is not CWM's
-        tree = _parse(root, LCB_PY, _not_cwm)
-        env = _class(tree, CWM_ENV, root, LCB_PY, _not_cwm)
+        tree = _parse(root, LCB_PY, not_cwm)
+        env = _class(tree, CWM_ENV, root, LCB_PY, not_cwm)
         self.format_guide = _property_string(env, "format_guide", root)
-        init = _method(env, "__init__", root, LCB_PY, _not_cwm)
+        init = _method(env, "__init__", root, LCB_PY, not_cwm)
         self.outline_guide = _self_assignment(init, "outline_guide", str, root)
         self.max_prompt_tokens: int | None = _self_assignment(init, "max_prompt_len", int, root)
-        self._template = _function(tree, CWM_TEMPLATE, root, LCB_PY, _not_cwm)
+        self._template = _function(tree, CWM_TEMPLATE, root, LCB_PY, not_cwm)
         self._system = cwm.think_system()
-        self.origin = _origin(root, (LCB_PY, PROMPTS))
-        _check(self, root, f"{LCB_PY}: {CWM_TEMPLATE}", _not_cwm)
+        self.origin = checkout_origin(root, (LCB_PY, PROMPTS))
+        _check(self, root, f"{LCB_PY}: {CWM_TEMPLATE}", not_cwm)
 
     def messages(self, problem: Problem) -> list[dict[str, str]]:
         episode = SimpleNamespace(content=problem.question_content, starter_code=problem.starter_code)
@@ -122,7 +122,7 @@ class LcbRunnerTexts:
         self._system = constants[LCB_SYSTEM_NAME]
         self._template = _function(tree, LCB_TEMPLATE, root, CODE_GENERATION, _not_lcb,
                                    {LCB_CONSTANTS: SimpleNamespace(**constants)})
-        self.origin = _origin(root, (CODE_GENERATION,))
+        self.origin = checkout_origin(root, (CODE_GENERATION,))
         _check(self, root, f"{CODE_GENERATION}: {LCB_TEMPLATE}", _not_lcb)
 
     def messages(self, problem: Problem) -> list[dict[str, str]]:
@@ -145,7 +145,7 @@ def _check(texts: CwmLcbTexts | LcbRunnerTexts, root: Path, template: str, fail:
                     raise TypeError(f"the {message['role']} prompt is a {type(message['content']).__name__}, "
                                     "not a str")
     except Exception as exc:  # noqa: BLE001 - anything the checkout's function raises means it does not fit
-        raise fail(root, f"{template} does not work as expected ({type(exc).__name__}: {_one_line(exc)})") from exc
+        raise fail(root, f"{template} does not work as expected ({type(exc).__name__}: {one_line(exc)})") from exc
 
 
 # -- reading the files with ast -----------------------------------------------------------------------------------
@@ -157,7 +157,7 @@ def _parse(root: Path, name: str, fail: Fail) -> ast.Module:
     except FileNotFoundError:
         raise fail(root, f"{name} not found") from None
     except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
-        raise fail(root, f"cannot read {name} ({_one_line(exc)})") from exc
+        raise fail(root, f"cannot read {name} ({one_line(exc)})") from exc
 
 
 def _class(tree: ast.Module, name: str, root: Path, where: str, fail: Fail) -> ast.ClassDef:
@@ -186,11 +186,11 @@ def _string(node: ast.expr | None) -> str | None:
 
 def _property_string(cls: ast.ClassDef, name: str, root: Path) -> str:
     """The str constant the property returns (its only statement, a docstring aside)."""
-    prop = _method(cls, name, root, LCB_PY, _not_cwm)
+    prop = _method(cls, name, root, LCB_PY, not_cwm)
     body = [node for node in prop.body if not (isinstance(node, ast.Expr) and _string(node.value) is not None)]
     decorated = any(isinstance(d, ast.Name) and d.id == "property" for d in prop.decorator_list)
     if not decorated or len(body) != 1 or not isinstance(body[0], ast.Return) or _string(body[0].value) is None:
-        raise _not_cwm(root, f"{LCB_PY}: {cls.name}.{name} is not a property returning a string literal")
+        raise not_cwm(root, f"{LCB_PY}: {cls.name}.{name} is not a property returning a string literal")
     return _string(body[0].value)
 
 
@@ -204,7 +204,7 @@ def _self_assignment(init: ast.FunctionDef, name: str, kind: type, root: Path) -
     if len(values) == 1 and kind is int and isinstance(values[0], ast.Constant) and type(values[0].value) is int:
         value = values[0].value
     if value is None:
-        raise _not_cwm(root, f"{LCB_PY}: {CWM_ENV}.__init__ has no single `self.{name} = <{kind.__name__} literal>`")
+        raise not_cwm(root, f"{LCB_PY}: {CWM_ENV}.__init__ has no single `self.{name} = <{kind.__name__} literal>`")
     return value
 
 
@@ -233,39 +233,15 @@ def _function(tree: ast.Module, name: str, root: Path, where: str, fail: Fail,
                        dont_inherit=True)
         exec(code, scope)  # noqa: S102 - only the def statement: it defines the function and runs none of its body
     except Exception as exc:  # noqa: BLE001 - decorators or defaults that need the rest of the module
-        raise fail(root, f"{where}: cannot define {name} on its own ({type(exc).__name__}: {_one_line(exc)})") from exc
+        raise fail(root, f"{where}: cannot define {name} on its own ({type(exc).__name__}: {one_line(exc)})") from exc
     return scope[name]
 
 
 # -- helpers ------------------------------------------------------------------------------------------------------
 
 
-def _origin(root: Path, files: tuple[str, ...]) -> str:
-    """The root, plus its commit when it is the top of a git work tree ("+modified" when the read files changed)."""
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30,
-                                  check=False)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    top = git("rev-parse", "--show-toplevel")
-    commit = git("rev-parse", "HEAD") if top is not None and Path(top).resolve() == root else None
-    if not commit:
-        return str(root)
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", *files)
-    return f"{root} @ {commit}" + (" +modified" if changed else "")
-
-
-def _not_cwm(root: Path, problem: str) -> UserError:
-    return UserError(f"CWM source {root}: {_one_line(problem)} - is this a checkout of facebookresearch/cwm?")
-
-
 def _not_lcb(root: Path, problem: str) -> UserError:
-    return UserError(f"LiveCodeBench source {root}: {_one_line(problem)} - is this a checkout of "
+    return UserError(f"LiveCodeBench source {root}: {one_line(problem)} - is this a checkout of "
                      "LiveCodeBench/LiveCodeBench (the folder holding lcb_runner/)?")
 
 
-def _one_line(value: Any) -> str:
-    return " ".join(str(value).split())
