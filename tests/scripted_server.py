@@ -9,6 +9,9 @@ client's tests:
 - `die_after=N`: stop serving (connections refused) after N completions;
 - `api_key`: every request must carry `Authorization: Bearer <api_key>`, else 401 as OpenAI answers it;
 - `strict`: a non-vLLM server that answers 400 to any field outside OpenAI's API (and to roles outside OpenAI's).
+
+Like vLLM served with VLLM_SERVER_DEV_MODE=1 it accepts `/collective_rpc` and `/reset_prefix_cache` (recorded in
+`admin`), so that an RL trainer can push weights to it.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class ScriptedServer:
         self.requests: list[dict] = []  # the requests answered with a scripted turn
         self.faulted: list[str] = []  # the fault modes used, in order
         self.rejected: list[str] = []  # why requests were refused (strict, or the key)
+        self.admin: list[tuple[str, dict]] = []  # dev-mode calls: weight reloads, prefix-cache resets
         self.frozen = False
         self._released = threading.Event()  # hung requests return once the server stops
         self._lock = threading.Lock()
@@ -161,11 +165,15 @@ class ScriptedServer:
                     self._send(404, {"error": "not found"})
 
             def do_POST(self):
-                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                length = int(self.headers.get("Content-Length") or 0)
+                request = json.loads(self.rfile.read(length)) if length else {}
                 if server.frozen:
                     return self._hang()
                 if self._refused_key():
                     return
+                if self.path in ("/collective_rpc", "/reset_prefix_cache"):  # vLLM's dev-mode endpoints (RL)
+                    server.admin.append((self.path, request))
+                    return self._send(200, {"results": [None]})
                 completions = self.path.endswith("/v1/completions")
                 if not completions and not self.path.endswith("/chat/completions"):
                     return self._send(404, {"error": "not found"})

@@ -105,3 +105,20 @@ def test_token_exact_mode_against_the_real_model(served, tmp_path):
     text = tokenizer.decode(ids)
     assert "<issue_description>" in text and "# Environment" in text
     assert all(c["content"] in text for c in calls)
+
+
+def test_rl_refuses_a_server_that_returns_raw_logprobs(served):
+    """The embedded server as `serve` starts it: vLLM's default logprobs mode (raw: before temperature). Its
+    logprobs are not the sampling distribution's, so RL's importance weights would be wrong: refused, one line."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from trainer.rl.server_check import PolicyMismatch, check_policy_server
+
+    _, url = served
+    folder = embedded_preset().model
+    policy = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    with pytest.raises(PolicyMismatch, match=r"^http\S+ returns raw_logprobs, not processed_logprobs: serve it "
+                                             r"with --logprobs-mode processed_logprobs") as refused:
+        check_policy_server(url, EMBEDDED, policy, AutoTokenizer.from_pretrained(folder), tolerance=0.05)
+    assert "\n" not in str(refused.value)

@@ -58,18 +58,31 @@ def rl(
     task: list[str] = typer.Option([], "--task"),
     model: str = typer.Option("smollm2-135m", help="smollm2-135m or a local HF model folder"),
     out: Path = typer.Option(Path("results/rl"), help="weights, checkpoints, metrics, trial results"),
+    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint (step, optimizer "
+                                            "state, policy version, weights)"),
     group_size: int = typer.Option(2, min=2),
-    max_staleness: int = typer.Option(1, min=0),
-    steps: int = typer.Option(10, min=1),
+    max_staleness: int = typer.Option(1, min=0, help="samples more policy versions old are dropped (counted)"),
+    steps: int = typer.Option(10, min=1, help="optimizer batches in all (a resumed run counts its earlier ones)"),
     lr: float = typer.Option(1e-5),
-    dr_grpo: bool = typer.Option(False, help="no std normalisation of advantages"),
+    ppo_epochs: int = typer.Option(2, min=1, help="passes over each batch"),
+    minibatches: int = typer.Option(1, min=1, help="optimizer steps per pass"),
+    eps_low: float = typer.Option(0.2, min=0.0, help="clip the ratio below at 1 - eps_low"),
+    eps_high: float = typer.Option(0.28, min=0.0, help="clip the ratio above at 1 + eps_high (clip-higher)"),
+    is_cap: float = typer.Option(2.0, min=0.0, help="truncate importance weights (proximal / behaviour) here"),
+    dr_grpo: bool = typer.Option(False, help="Dr.GRPO: no std normalisation; losses over a constant"),
+    dr_grpo_norm: Optional[int] = typer.Option(None, min=1, help="Dr.GRPO's constant per sample (default: the "
+                                                                 "token budget, max-turns x max-tokens-per-turn)"),
     mask_truncated: bool = typer.Option(False, help="trajectories that hit a limit carry no gradient"),
     entropy_coef: float = typer.Option(0.0),
     concurrency: int = typer.Option(2, min=1),
     max_turns: int = typer.Option(8, min=1),
     max_tokens_per_turn: int = typer.Option(256, min=1),
-    model_url: Optional[str] = typer.Option(None, help="a vLLM server started with VLLM_SERVER_DEV_MODE=1 "
-                                                       "(default: start one)"),
+    max_empty_trials: int = typer.Option(8, min=1, help="stop after this many trials in a row with no sample"),
+    temperature: float = typer.Option(1.0, min=0.0),
+    model_url: Optional[str] = typer.Option(None, help="a vLLM server started with VLLM_SERVER_DEV_MODE=1 and "
+                                                       "--logprobs-mode processed_logprobs (default: start one)"),
+    logprob_tolerance: float = typer.Option(0.05, min=0.0, help="how far the server's logprobs may be from the "
+                                                                "trainer's before it is refused"),
     run_id: str = typer.Option("rl"),
 ) -> None:
     """Asynchronous RL: samplers run trials continuously; weights reach the running vLLM server each step."""
@@ -78,7 +91,7 @@ def rl(
     from harness.serve import embedded_preset, materialise_embedded
     from tasks import load_suite
     from trainer.rl.loop import RLConfig
-    from trainer.rl.run import train_rl
+    from trainer.rl.run import RLRun, train_rl
 
     check_writable(out, "--out")
     if model == "smollm2-135m":
@@ -86,9 +99,12 @@ def rl(
         materialise_embedded(preset, log=console.print)
         model = preset.model
     the_suite = load_suite(suite, dataset)
-    config = RLConfig(group_size=group_size, max_staleness=max_staleness, steps=steps, lr=lr, dr_grpo=dr_grpo,
-                      mask_truncated=mask_truncated, entropy_coef=entropy_coef, concurrency=concurrency)
-    final = train_rl(suite=the_suite, tasks=the_suite.load(task or None), model=model, out=out, config=config,
-                     cwm=CwmConfig(max_turns=max_turns, max_action_len=max_tokens_per_turn), run_id=run_id,
-                     model_url=model_url, log=console.print)
+    config = RLConfig(group_size=group_size, max_staleness=max_staleness, steps=steps, lr=lr, ppo_epochs=ppo_epochs,
+                      minibatches=minibatches, eps_low=eps_low, eps_high=eps_high, is_cap=is_cap, dr_grpo=dr_grpo,
+                      dr_grpo_norm=dr_grpo_norm or max_turns * max_tokens_per_turn, mask_truncated=mask_truncated,
+                      entropy_coef=entropy_coef, concurrency=concurrency, max_empty_trials=max_empty_trials)
+    run = RLRun(model=model, out=out, run_id=run_id, model_url=model_url, temperature=temperature, resume=resume,
+                logprob_tolerance=logprob_tolerance)
+    final = train_rl(suite=the_suite, tasks=the_suite.load(task or None), run=run, config=config,
+                     cwm=CwmConfig(max_turns=max_turns, max_action_len=max_tokens_per_turn), log=console.print)
     console.print(f"trained model: {final}; metrics: {out / 'metrics.jsonl'}")

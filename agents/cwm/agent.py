@@ -86,16 +86,27 @@ class CwmAgent:
         conversation = self.conversation(messages)
         submit_note = getattr(env.suite, "agent_prompt", "issue") == "task"
 
-        def finish(status: ExitStatus) -> AgentResult:
+        def record_tokens() -> None:
             tokens = conversation.token_record()
             if tokens is not None:
                 env.trajectory.write(event("tokens", **tokens))
+
+        def finish(status: ExitStatus) -> AgentResult:
+            record_tokens()
             env.trajectory.write(event("end", exit_status=status.value, turns=episode.turns,
                                        graded=status is ExitStatus.SUBMITTED))
             return AgentResult(exit_status=status, submitted_patch=episode.patch, turns=episode.turns,
                                format_errors=episode.format_errors, usage=episode.usage,
                                graded=status is ExitStatus.SUBMITTED)
 
+        try:
+            return await self._loop(env, cfg, episode, counter, conversation, finish, submit_note)
+        except asyncio.CancelledError:  # the trial's time ran out: what was sampled so far is still the episode's
+            record_tokens()
+            raise
+
+    async def _loop(self, env: TrialEnv, cfg: CwmConfig, episode: Episode, counter: TokenCounter,
+                    conversation: Conversation, finish, submit_note: bool) -> AgentResult:
         while True:
             room = cfg.context_size - conversation.tokens_used
             if room <= 0:  # CWM's harness stops once the observations fill the context

@@ -2,9 +2,9 @@
 clipping, truncated importance sampling against the behaviour policy, and a KL estimate.
 
 Decoupled PPO (as AReaL): the behaviour policy sampled the tokens (its logprobs come back from vLLM, maybe from
-older weights); the proximal policy is the trainer's weights before this step. The PPO ratio is taken against the
-proximal policy and clipped to [1 - eps_low, 1 + eps_high] (clip-higher); the proximal/behaviour ratio corrects
-for staleness and is truncated at `is_cap`.
+older weights); the proximal policy is the trainer's weights before this batch's first optimizer step. The PPO
+ratio is taken against the proximal policy and clipped to [1 - eps_low, 1 + eps_high] (clip-higher); the
+proximal/behaviour ratio corrects for staleness and is truncated at `is_cap`.
 """
 
 from __future__ import annotations
@@ -28,26 +28,41 @@ def importance_weights(proximal: torch.Tensor, behaviour: torch.Tensor, cap: flo
     return torch.exp(proximal - behaviour).clamp(max=cap).detach()
 
 
-def policy_loss(logprobs: torch.Tensor, proximal: torch.Tensor, behaviour: torch.Tensor, advantages: torch.Tensor,
-                mask: torch.Tensor, *, eps_low: float = 0.2, eps_high: float = 0.28, is_cap: float = 2.0
-                ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Token-level loss averaged over every unmasked token of the batch (not per sequence).
+def clipped_token_losses(logprobs: torch.Tensor, proximal: torch.Tensor, behaviour: torch.Tensor,
+                         advantages: torch.Tensor, *, eps_low: float = 0.2, eps_high: float = 0.28,
+                         is_cap: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token loss -w * min(r A, clip(r) A) and the ratio r = pi / pi_prox; all tensors the same shape.
 
-    All tensors are per token, same shape; `advantages` is the trajectory's advantage broadcast over its tokens.
+    Where the clipped term is the smaller one (r beyond its bound in the advantage's direction) the token's loss is
+    constant in the weights: it carries no gradient, which is what bounds the update.
     """
     ratio = torch.exp(logprobs - proximal)
     clipped = ratio.clamp(1 - eps_low, 1 + eps_high)
     weights = importance_weights(proximal, behaviour, is_cap)
-    per_token = -weights * torch.minimum(ratio * advantages, clipped * advantages)
+    return -weights * torch.minimum(ratio * advantages, clipped * advantages), ratio
+
+
+def policy_loss(logprobs: torch.Tensor, proximal: torch.Tensor, behaviour: torch.Tensor, advantages: torch.Tensor,
+                mask: torch.Tensor, *, eps_low: float = 0.2, eps_high: float = 0.28, is_cap: float = 2.0,
+                normaliser: float | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The masked token losses summed over `normaliser`: by default the unmasked tokens (token-level mean, not per
+    sequence); Dr.GRPO passes its constant (samples x the token budget per sample) instead.
+
+    All tensors are per token, same shape; `advantages` is the trajectory's advantage broadcast over its tokens.
+    """
+    per_token, ratio = clipped_token_losses(logprobs, proximal, behaviour, advantages, eps_low=eps_low,
+                                            eps_high=eps_high, is_cap=is_cap)
     tokens = mask.sum().clamp(min=1)
-    loss = (per_token * mask).sum() / tokens
+    loss = (per_token * mask).sum() / (tokens if normaliser is None else normaliser)
     raw_is = torch.exp(proximal - behaviour)[mask.bool()]
+    outside = ((ratio < 1 - eps_low) & (advantages < 0)) | ((ratio > 1 + eps_high) & (advantages > 0))
     stats = {
-        "clip_fraction": float((((ratio < 1 - eps_low) | (ratio > 1 + eps_high)).float() * mask).sum() / tokens),
+        "clip_fraction": float((outside.float() * mask).sum() / tokens),  # tokens whose gradient the clip removed
+        "ratio_max": float(ratio.detach()[mask.bool()].max()) if mask.any() else 1.0,
+        "ratio_min": float(ratio.detach()[mask.bool()].min()) if mask.any() else 1.0,
         "is_weight_mean": float(raw_is.mean()) if raw_is.numel() else 1.0,
         "is_weight_max": float(raw_is.max()) if raw_is.numel() else 1.0,
         "is_truncated_fraction": float((raw_is > is_cap).float().mean()) if raw_is.numel() else 0.0,
-        "kl_behaviour": kl_estimate(proximal, behaviour, mask),
     }
     return loss, stats
 
