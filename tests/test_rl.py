@@ -168,6 +168,41 @@ def test_a_server_with_other_weights_is_refused_with_one_line(rl_server):
 
 
 @pytest.mark.e2e
+def test_a_pushed_policy_is_what_the_server_serves_then(rl_server, tmp_path):
+    """vLLM's own in-place reload keeps a tied lm_head's packed kernel from the old embeddings (the embedded model
+    ties them): the server would sample from a mix of old and new weights. The probe after a push catches it;
+    the worker extension's reload_policy serves exactly the pushed weights."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.model import PolicyClock
+    from trainer.rl.server_check import PUSH_HINT, PolicyMismatch, check_policy_server
+    from trainer.rl.weights import WeightSync
+
+    url, model = rl_server
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    policy = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+    original = policy.model.embed_tokens.weight.detach().clone()
+    sync = WeightSync(url, tmp_path / "weights", PolicyClock(0))
+    try:
+        for method in ("reload_weights", "reload_policy"):
+            with torch.no_grad():
+                policy.model.embed_tokens.weight.add_(0.05 * torch.randn_like(original))  # the tied lm_head too
+            sync.method = method
+            sync.push(policy, tokenizer)
+            if method == "reload_weights":
+                with pytest.raises(PolicyMismatch, match="in-place reload after a weight push did not take"):
+                    check_policy_server(url, "rl-model", policy, tokenizer, 1e-3, PUSH_HINT)
+            else:
+                assert check_policy_server(url, "rl-model", policy, tokenizer, 1e-3, PUSH_HINT) < 1e-3
+    finally:  # the next tests start from the model's own weights
+        with torch.no_grad():
+            policy.model.embed_tokens.weight.copy_(original)
+        sync.method = "reload_policy"
+        sync.push(policy, tokenizer)
+    assert check_policy_server(url, "rl-model", policy, tokenizer, 1e-3) < 1e-3
+
+
+@pytest.mark.e2e
 def test_two_async_steps_update_the_running_server_and_resume_continues(rl_server, tmp_path):
     from agents.cwm.agent import CwmConfig
     from tasks import load_suite

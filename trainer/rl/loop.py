@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,8 +124,12 @@ class GroupBuffer:
 
 
 class RLTrainer:
-    def __init__(self, config: RLConfig, runner: Runner, tasks, model, tokenizer, sync, out: Path):
+    def __init__(self, config: RLConfig, runner: Runner, tasks, model, tokenizer, sync, out: Path,
+                 verify: Callable[[], float] | None = None):
+        """`verify`, after every push: checks that the server now serves the trainer's weights (raises if not),
+        returns the largest logprob gap."""
         self.config, self.runner, self.tasks = config, runner, tasks
+        self.verify = verify
         self.model, self.tokenizer, self.sync, self.out = model, tokenizer, sync, out
         self.update = PolicyUpdate(model, config)
         self.queue: asyncio.Queue[tuple[TrialResult, Sample | None]] = asyncio.Queue()
@@ -197,6 +202,8 @@ class RLTrainer:
             stats = await asyncio.to_thread(self.update.update, batch)
             started = time.monotonic()
             await asyncio.to_thread(self.sync.push, self.model, self.tokenizer)
+            if self.verify is not None:
+                stats["served_logprob_gap"] = await asyncio.to_thread(self.verify)
             self.step += 1
             self.log({**stats, "step": self.step, "policy_version": self.version,
                       "staleness": sum(staleness) / len(staleness), "dropped_stale": self.buffer.dropped_stale,

@@ -19,7 +19,7 @@ from harness.runner import Runner
 from harness.sandbox import remove_labelled
 from harness.serve import VllmServer
 from trainer.rl.loop import RLConfig, RLTrainer
-from trainer.rl.server_check import check_policy_server
+from trainer.rl.server_check import PUSH_HINT, START_HINT, check_policy_server
 from trainer.rl.weights import WeightSync, rl_preset
 
 
@@ -75,7 +75,10 @@ def train_rl(*, suite, tasks, run: RLRun, config: RLConfig, cwm: CwmConfig, log=
         clock = PolicyClock(version)
         client = ModelClient(model_url, sampling=Sampling(temperature=run.temperature, top_p=1.0), logprobs=True)
         client.check()
-        check_policy_server(model_url, client.model, policy, tokenizer, run.logprob_tolerance)
+        def verify(hint: str = PUSH_HINT) -> float:
+            return check_policy_server(model_url, client.model, policy, tokenizer, run.logprob_tolerance, hint)
+
+        verify(START_HINT)
         client.policy = clock
         agent = CwmAgent(client, cwm.model_copy(update={"token_exact": True, "logprobs": True}),
                          ChatRenderer(tokenizer))
@@ -85,7 +88,7 @@ def train_rl(*, suite, tasks, run: RLRun, config: RLConfig, cwm: CwmConfig, log=
         runner = Runner(run_config, suite, agent)
         runner.store.write_run({"run_id": run.run_id, "rl": config.model_dump(), "model": client.model})
         trainer = RLTrainer(config, runner, tasks, policy, tokenizer, WeightSync(model_url, run.out / "weights", clock),
-                            run.out)
+                            run.out, verify=verify)
         if state is not None:
             trainer.restore(state)
             log(f"resuming at step {trainer.step}, policy version {version}")

@@ -44,7 +44,12 @@ def trainer_modes(policy, prompt: list[int]) -> dict[str, torch.Tensor]:
             "raw_logits": logits}
 
 
-def check_policy_server(url: str, model: str, policy, tokenizer, tolerance: float) -> float:
+START_HINT = "serve the weights RL starts from (after --resume: the last pushed ones)"
+PUSH_HINT = ("the in-place reload after a weight push did not take: serve with --worker-extension-cls "
+             "trainer.rl.vllm_worker.PolicyReload, as `train rl` does")
+
+
+def check_policy_server(url: str, model: str, policy, tokenizer, tolerance: float, hint: str = START_HINT) -> float:
     """Refuse a server whose logprobs mode or weights differ from the trainer's; returns the largest difference."""
     prompt = tokenizer.encode(PROBE_TEXT)
     served = server_logprobs(url, model, prompt)
@@ -58,5 +63,4 @@ def check_policy_server(url: str, model: str, policy, tokenizer, tolerance: floa
         raise PolicyMismatch(f"{url} returns {mode}, not processed_logprobs: serve it with --logprobs-mode "
                              "processed_logprobs (the importance weights need the sampling distribution's logprobs)")
     raise PolicyMismatch(f"{url} serves other weights than the trainer's: its logprobs differ by up to "
-                         f"{gaps['processed_logprobs']:.3g} (tolerance {tolerance:g}); serve the weights RL starts "
-                         "from (after --resume: the last pushed ones)")
+                         f"{gaps['processed_logprobs']:.3g} (tolerance {tolerance:g}); {hint}")
