@@ -275,7 +275,7 @@ def images_prune(
     console.print(f"removed {len(removed)} images" + (f": {', '.join(removed)}" if removed else ""))
 
 
-from harness import cli_clean, cli_grade, cli_prompt, cli_report, cli_tasks  # noqa: E402, F401  (register commands)
+from harness import cli_clean, cli_grade, cli_prompt, cli_report, cli_resample, cli_tasks  # noqa: E402, F401
 from trainer import cli as trainer_cli  # noqa: E402, F401  (registers `train`)
 
 

@@ -77,7 +77,8 @@ def export(
     select: str = typer.Option("all", help="failed | passed | all (infrastructure errors are never exported)"),
     suite: Optional[str] = typer.Option(None),
     format: str = typer.Option("openai", "--format", help="openai | sharegpt | tokens"),
-    best_of_k: bool = typer.Option(False, help="per task, only the passing trajectory with the fewest tokens"),
+    best_of_k: bool = typer.Option(False, help="per task, only the passing trajectory with the "
+                                               "fewest tokens (ties: fewest turns)"),
     dedupe: bool = typer.Option(False, help="drop identical trajectories"),
     out: Path = typer.Option(Path("export.jsonl"), help="JSONL file to write"),
 ) -> None:

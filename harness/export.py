@@ -1,8 +1,8 @@
 """Trajectories as training data: `openai` and `sharegpt` chat rows, and `tokens` rows for the RL trainer.
 
-`--select passed --best-of-k` is rejection sampling (per task, the passing trajectory with the fewest tokens);
-`--select failed` gives the failures with their reasons. Secrets are redacted from every exported string
-(harness/redact.py: detect-secrets' plugins); a `tokens` row cannot be redacted without changing the sampled
+`--select passed --best-of-k` is rejection sampling (per task, the passing trajectory with the fewest tokens, ties
+by fewest turns); `--select failed` gives the failures with their reasons. Secrets are redacted from every exported
+string (harness/redact.py: detect-secrets' plugins); a `tokens` row cannot be redacted without changing the sampled
 sequence, so a trajectory whose text holds a secret is dropped from it and counted (`dropped_secrets`).
 """
 
@@ -98,6 +98,21 @@ def token_text(events: list[dict]) -> list[str]:
     return texts
 
 
+def cost(result: TrialResult) -> tuple[int, int]:
+    """What best-of-k minimises: total tokens, then turns."""
+    return total_tokens(result), result.turns
+
+
+def best_per_task(chosen: list[tuple[TrialResult, list[dict]]]) -> list[tuple[TrialResult, list[dict]]]:
+    """Per task, the trajectory of least cost (fewest tokens, ties by fewest turns; then the first found)."""
+    best: dict[tuple[str, str], tuple[TrialResult, list[dict]]] = {}
+    for result, events in chosen:
+        key = (result.suite, result.task_id)
+        if key not in best or cost(result) < cost(best[key][0]):
+            best[key] = (result, events)
+    return list(best.values())
+
+
 def export(run_dirs: list[Path], *, select: str, fmt: str, suite: str | None = None, best_of_k: bool = False,
            dedupe: bool = False, out: Path) -> dict:
     if fmt not in FORMATS:
@@ -108,12 +123,7 @@ def export(run_dirs: list[Path], *, select: str, fmt: str, suite: str | None = N
         raise UserError("--best-of-k keeps the best passing trajectory per task: use it with --select passed")
     chosen = list(trials(run_dirs, select, suite))
     if best_of_k:
-        best: dict[tuple[str, str], tuple[TrialResult, list[dict]]] = {}
-        for result, events in chosen:
-            key = (result.suite, result.task_id)
-            if key not in best or total_tokens(result) < total_tokens(best[key][0]):
-                best[key] = (result, events)
-        chosen = list(best.values())
+        chosen = best_per_task(chosen)
     summary: dict[str, Any] = {"rows": 0, "skipped_not_token_exact": 0, "duplicates": 0, "dropped_secrets": 0,
                                "tokens": 0, "per_suite": Counter()}
     seen: set[str] = set()

@@ -53,6 +53,16 @@ def test_best_of_k_keeps_the_passing_trajectory_with_fewest_tokens(tmp_path):
     assert dupes["rows"] + dupes["duplicates"] == 4
 
 
+def test_best_of_k_breaks_a_token_tie_by_fewest_turns(tmp_path):
+    # attempts 0 and 2 pass with the same tokens; attempt 2, found later, took fewer turns; attempt 1 failed
+    write_run(tmp_path, "r", "m", {"t-1": ["resolved", "unresolved", "resolved"]},
+              tokens_of=lambda task, attempt: 500 if attempt == 1 else 2000,
+              turns_of=lambda task, attempt: {0: 9, 1: 2, 2: 4}[attempt])
+    out = tmp_path / "sft.jsonl"
+    assert export([tmp_path / "r"], select="passed", fmt="openai", best_of_k=True, out=out)["rows"] == 1
+    assert [r["metadata"]["attempt"] for r in rows(out)] == [2]
+
+
 def test_tokens_format_round_trips(tmp_path):
     folder = make_tokenizer("cwm", tmp_path / "tok")
     tokenizer = AutoTokenizer.from_pretrained(folder)
