@@ -12,6 +12,10 @@ def make_agent(name: str, *, model_url: str | list[str] | None = None, model: st
     """`api_key` (a str or a pydantic SecretStr; default $OPENAI_API_KEY) is sent to the endpoint as the bearer key."""
     if name == "cwm":
         return _cwm_agent(model_url, model, cwm_config, sampling, max_inflight, api_key)
+    if name == "codegen":  # LiveCodeBench's codegen scenario: the cwm agent's model, one call per sample
+        from tasks.livecodebench.codegen import CodegenAgent
+
+        return CodegenAgent(_cwm_agent(model_url, model, cwm_config, sampling, max_inflight, api_key))
     if name == "oracle":
         from agents.oracle import OracleAgent
 

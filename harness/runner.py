@@ -57,6 +57,9 @@ def patch_note(patch: str) -> str | None:
 
 def config_label(config: RunConfig, suite=None) -> str:
     """What distinguishes one agent configuration from another, in a few words."""
+    own = getattr(suite, "run_label", None)  # a suite that samples the model itself (LiveCodeBench codegen)
+    if callable(own) and own(config):
+        return own(config)
     scoring = [name for name, on in (("grade-worktree", config.grade_worktree),
                                      ("reject-test-tampering", config.reject_test_tampering)) if on]
     if getattr(suite, "label", None):  # how the suite itself prompts or grades (LiveCodeBench's protocol)
@@ -125,6 +128,7 @@ class Runner:
         self.on_result = on_result or (lambda result: None)
         self._image_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._starting: asyncio.Semaphore | None = None  # containers starting at once (made in the loop)
+        self._grading: asyncio.Semaphore | None = None  # grading containers of trials without an agent container
         self.limits = host_capped(config.limits)
 
     def plan(self, tasks: list[Task]) -> tuple[list[tuple[Task, int]], list[TrialResult]]:
@@ -151,7 +155,7 @@ class Runner:
         })
         for result in done:
             self.on_result(result)
-        semaphore = asyncio.Semaphore(self.config.concurrency)
+        semaphore = asyncio.Semaphore(self.trials_at_once)
 
         async def limited(task: Task, attempt: int) -> TrialResult:
             async with semaphore:
@@ -193,7 +197,8 @@ class Runner:
             async with self._image_locks[task.image]:
                 with phases("prepare"):
                     await asyncio.to_thread(self.suite.prepare, task)
-            result = await self._attempt(task, attempt, trajectory, started, phases)
+            body = self._attempt if self.own_trial is None else self._own_trial
+            result = await body(task, attempt, trajectory, started, phases)
         except Exception as exc:  # noqa: BLE001 - before the agent acted: never the model's fault
             result = self._failed(task, attempt, started, phases, trajectory, classify(exc), None)
         finally:
@@ -216,7 +221,7 @@ class Runner:
         try:
             verifier = self.start_verifier(task)  # the grading container starts while the agent works
             with phases("setup"):
-                await asyncio.to_thread(self.suite.setup, task, sandbox)
+                state = await asyncio.to_thread(self.suite.setup, task, sandbox)  # the trial's, for verify
                 session = WatchedSession(await asyncio.to_thread(self.start_session, task, sandbox), watch)
             env = TrialEnv(task=task, suite=self.suite, sandbox=sandbox, session=session, trajectory=trajectory)
             with phases("agent"):
@@ -234,7 +239,8 @@ class Runner:
             verifying = True
             log_dir = self.store.trial_dir(task.id, attempt) / "verifier"
             with phases("verify"):  # a suite that grades in place uses the agent's container, still running
-                verdict = await asyncio.to_thread(self.grade, task, agent_result, patch, log_dir, sandbox, verifier)
+                verdict = await asyncio.to_thread(self.grade, task, agent_result, patch, log_dir, sandbox, verifier,
+                                                  state)
         except Exception as exc:  # noqa: BLE001 - classified: the agent's doing, the infrastructure's, or a bug
             # once the agent ran a command, a step in its container may fail because of what the agent did there
             in_agent_container = watch.acted and (self.grades_in_place or not verifying)
@@ -300,7 +306,7 @@ class Runner:
         return start(task) if start is not None else None
 
     def grade(self, task: Task, agent_result: AgentResult, patch: str, log_dir: Path, sandbox: Sandbox,
-              verifier=None) -> Verdict:
+              verifier=None, state=None) -> Verdict:
         """CWM's protocol: a submission is graded only when the episode ended after it as CWM ends it.
 
         Suites graded on the container's final state (Terminal-Bench) are graded however the episode ended, as their
@@ -314,7 +320,8 @@ class Runner:
         if not final_state and not patch.strip():
             return Verdict(resolved=False, reward=0.0, details={"graded": False, "reason": "empty patch"})
         graded = "" if len(patch.encode()) > MAX_PATCH_BYTES else patch  # recorded with its note, not graded
-        return self.suite.verify(task, graded, log_dir, sandbox, **({"verifier": verifier} if verifier else {}))
+        extra = {name: value for name, value in (("verifier", verifier), ("state", state)) if value is not None}
+        return self.suite.verify(task, graded, log_dir, sandbox, **extra)
 
     def start_session(self, task: Task, sandbox: Sandbox) -> BashSession:
         """The agent's shell, started as CWM starts it (the same script again at every restart)."""
@@ -333,3 +340,28 @@ class Runner:
                            agent=self.agent.name, model=self.agent.model, config=config_label(self.config, self.suite),
                            labels=task.labels, started_at=started, ended_at=ended,
                            wall_seconds=round(ended - started, 3), **fields)
+
+    # --- trials that are not an agent in a container (LiveCodeBench codegen: one model call per sample) ---------
+
+    @property
+    def own_trial(self):
+        """The suite's own trial body, `await body(runner, task, attempt, trajectory, phases) -> TrialResult fields`,
+        or None: the agent works in a container. Such a trial holds a container only to grade (`grading_slot`)."""
+        return getattr(self.suite, "trial", None)
+
+    @property
+    def trials_at_once(self) -> int:
+        """--concurrency trials; trials of the suite's own body hold no container while the model samples, so up
+        to --max-model-requests more are sampling meanwhile (their containers stay bounded by --concurrency)."""
+        extra = self.config.max_model_requests if self.own_trial is not None else 0
+        return self.config.concurrency + extra
+
+    def grading_slot(self) -> asyncio.Semaphore:
+        if self._grading is None:
+            self._grading = asyncio.Semaphore(self.config.concurrency)
+        return self._grading
+
+    async def _own_trial(self, task: Task, attempt: int, trajectory: Trajectory, started: float,
+                         phases: Phases) -> TrialResult:
+        fields = await self.own_trial(self, task, attempt, trajectory, phases)
+        return self._result(task, attempt, started, **{"phases": phases.seconds, **fields})

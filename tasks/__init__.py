@@ -29,20 +29,25 @@ def check_suite_options(name: str, given: set[str]) -> None:
             raise UserError(f"suite {name} does not use {flag} (it is an option of {', '.join(suites)})")
 
 
-def load_suite(name: str, dataset: str | None = None, **options):
+def load_suite(name: str, dataset: str | None = None, *, selection=None, **options):
+    """Suite `name`. The tasks it loads are chosen by `selection` (a tasks.selection.TaskSelection), else by the
+    options task_ids, filter, limit, shuffle, seed and exclude_file; the other options are the suite's own."""
+    from tasks.selection import selection_from
+
+    chosen = selection_from(options)
+    selection = selection or chosen
     if name in ("demo", "swebench"):
-        return _swebench(name, dataset, **options)
+        return _swebench(name, dataset, selection, **options)
     if name == "terminal-bench":
-        return _terminal_bench(dataset, **options)
+        return _terminal_bench(dataset, selection, **options)
     if name == "livecodebench":
-        return _livecodebench(dataset, **options)
+        return _livecodebench(dataset, selection, **options)
     raise UserError(f"unknown suite {name!r}; valid suites: {', '.join(SUITES)}")
 
 
-def _swebench(name: str, dataset: str | None, *, split: str = "test", filter: str | None = None,
-              limit: int | None = None, shuffle: bool = False, seed: int = 0, exclude_file=None,
-              image_source: str | None = None, namespace: str | None = "swebench", **_):
-    from tasks.swebench.dataset import Selection, read_exclude_file
+def _swebench(name: str, dataset: str | None, selection, *, split: str = "test", image_source: str | None = None,
+              namespace: str | None = "swebench", **_):
+    from tasks.swebench.dataset import Selection
     from tasks.swebench.suite import SweBenchSuite
 
     if name == "demo":
@@ -50,43 +55,38 @@ def _swebench(name: str, dataset: str | None, *, split: str = "test", filter: st
     elif not dataset:
         raise UserError("suite swebench needs --dataset: a hub name (verified, lite, SWE-bench/SWE-bench_Verified"
                         "), a .json/.jsonl/.parquet file or a swebench task repo folder")
-    selection = Selection(dataset=dataset, split=split, filter=filter, limit=limit, shuffle=shuffle, seed=seed,
-                          exclude=read_exclude_file(exclude_file), namespace=namespace)
-    return SweBenchSuite(selection, image_source, name=name)
+    return SweBenchSuite(Selection(dataset=dataset, split=split, namespace=namespace, **selection.model_dump()),
+                         image_source, name=name)
 
 
-def _terminal_bench(dataset: str | None, *, image_map: dict[str, str] | None = None,
-                    test_timeout_multiplier: float = 1.0, filter: str | None = None, limit: int | None = None,
-                    shuffle: bool = False, seed: int = 0, exclude_file=None, **_):
-    from tasks.terminal_bench.suite import TerminalBenchSuite, read_id_file
+def _terminal_bench(dataset: str | None, selection, *, image_map: dict[str, str] | None = None,
+                    test_timeout_multiplier: float = 1.0, **_):
+    from tasks.terminal_bench.suite import TerminalBenchSuite
 
     if not dataset:
         raise UserError("suite terminal-bench needs --dataset DIR: a folder of task folders (task.yaml or task.toml)")
     return TerminalBenchSuite(Path(dataset), image_map=image_map, test_timeout_multiplier=test_timeout_multiplier,
-                              filter=filter, limit=limit, shuffle=shuffle, seed=seed,
-                              exclude=read_id_file(exclude_file))
+                              selection=selection)
 
 
-def _livecodebench(dataset: str | None, *, release: str | None = None, split: str = "test", since=None, until=None,
-                   difficulty: list[str] | str | None = None, platform: list[str] | str | None = None,
+def _livecodebench(dataset: str | None, selection, *, release: str | None = None, split: str = "test", since=None,
+                   until=None, difficulty: list[str] | str | None = None, platform: list[str] | str | None = None,
                    scenario: str = "codegen", samples: int = 10, test_timeout: float = 6.0,
                    test_timeout_multiplier: float = 1.0, protocol: str = "cwm", cwm_source=None, lcb_source=None,
-                   filter: str | None = None, limit: int | None = None, shuffle: bool = False, seed: int = 0,
-                   exclude_file=None, **_):
+                   **_):
     from pydantic import ValidationError
 
-    from tasks.livecodebench.dataset import CWM_WINDOWS, Selection, read_id_file, release_window, split_list
+    from tasks.livecodebench.dataset import CWM_WINDOWS, Selection, release_window, split_list
     from tasks.livecodebench.suite import LiveCodeBenchSuite
 
     try:
         tag, since, until = release_window(release, since, until)
         preset = (release or "").strip().lower() if (release or "").strip().lower() in CWM_WINDOWS else None
-        selection = Selection(dataset=dataset, release=tag, preset=preset, split=split, since=since, until=until,
-                              difficulty=split_list(difficulty), platform=split_list(platform), filter=filter,
-                              limit=limit, shuffle=shuffle, seed=seed, exclude=read_id_file(exclude_file))
+        lcb = Selection(dataset=dataset, release=tag, preset=preset, split=split, since=since, until=until,
+                        difficulty=split_list(difficulty), platform=split_list(platform), **selection.model_dump())
     except ValidationError as exc:
         raise UserError(f"livecodebench: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']} "
                         "(dates are YYYY-MM-DD)") from None
-    return LiveCodeBenchSuite(selection, scenario=scenario, samples=samples,
+    return LiveCodeBenchSuite(lcb, scenario=scenario, samples=samples,
                               timeout=test_timeout * test_timeout_multiplier, protocol=protocol,
                               cwm_source=cwm_source, lcb_source=lcb_source)

@@ -45,7 +45,9 @@ class Suite(Protocol):
     # optional: agent_prompt = "issue" (default: fix and submit a patch) | "task" (do it in the container);
     # grading = "submission" (default: CWM's protocol) | "final_state" (graded however the episode ended);
     # start_verifier(task) -> a grading container starting while the agent works (its `close()` removes it), passed
-    # to verify as `verifier=` (SWE-bench)
+    # to verify as `verifier=` (SWE-bench); trial = an async body `(runner, task, attempt, trajectory, phases) ->
+    # TrialResult fields` that replaces the agent in a container (LiveCodeBench codegen: one model call per sample).
+    # A suite holds no per-trial state (it is pickled to Ray workers): what a trial needs travels with it.
 
     def load(self, task_ids: list[str] | None = None) -> list[Task]:
         """The tasks, or exactly those named (unknown ids are an error)."""
@@ -53,8 +55,9 @@ class Suite(Protocol):
     def prepare(self, task: Task) -> None:
         """Make sure the task's image exists (build or pull it)."""
 
-    def setup(self, task: Task, sandbox: Sandbox) -> None:
-        """Ready a fresh agent container (e.g. scrub git history)."""
+    def setup(self, task: Task, sandbox: Sandbox) -> Any:
+        """Ready a fresh agent container (e.g. scrub git history). What it returns, if not None, is the trial's own
+        state (Terminal-Bench: its extra services), which the runner passes to `verify` as `state=`."""
 
     def reference_solution(self, task: Task) -> Reference:
         """The reference solution, for the oracle agent."""

@@ -6,8 +6,6 @@ import base64
 import io
 import json
 import pickle
-import random
-import re
 import zlib
 from datetime import date, datetime
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from harness.errors import UserError
+from tasks.selection import TaskSelection, select_ids
 
 HUB_DATASET = "livecodebench/code_generation_lite"
 # the hub's loading script: release_vN is cumulative over test.jsonl .. testN.jsonl
@@ -63,7 +62,7 @@ class Problem(BaseModel):
             return None
 
 
-class Selection(BaseModel):
+class Selection(TaskSelection):
     dataset: str | None = None  # None: the hub; else a .jsonl/.json/.parquet file, a folder of test*.jsonl, a hub id
     release: str = "release_latest"
     preset: str | None = None  # v5 / v6: CWM's set (release + contest-date window)
@@ -72,12 +71,6 @@ class Selection(BaseModel):
     until: date | None = None  # contest_date before (exclusive), as CWM's windows
     difficulty: list[str] = Field(default_factory=list)
     platform: list[str] = Field(default_factory=list)
-    task_ids: list[str] = Field(default_factory=list)
-    exclude: set[str] = Field(default_factory=set)
-    filter: str | None = None
-    limit: int | None = None
-    shuffle: bool = False
-    seed: int = 0
 
 
 def release_tag(value: str | None) -> str:
@@ -107,16 +100,6 @@ def split_list(value: list[str] | str | None) -> list[str]:
     """--difficulty easy,medium or repeated options -> ["easy", "medium"]."""
     values = [value] if isinstance(value, str) else list(value or [])
     return [part.strip() for item in values for part in item.split(",") if part.strip()]
-
-
-def read_id_file(path: str | Path | None) -> set[str]:
-    """--exclude-file: one question id per line (# comments)."""
-    if path is None:
-        return set()
-    if not Path(path).is_file():
-        raise UserError(f"--exclude-file {path} does not exist")
-    lines = Path(path).read_text().splitlines()
-    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
 
 
 class _StringsOnly(pickle.Unpickler):
@@ -212,42 +195,21 @@ def load_rows(selection: Selection):
 
 
 def select(problems: list[Problem], selection: Selection) -> list[Problem]:
-    if selection.task_ids:
-        known = {p.question_id: p for p in problems}
-        unknown = [tid for tid in selection.task_ids if tid not in known]
-        if unknown:
-            raise UserError(f"unknown question id {unknown[0]}; valid ids: {', '.join(list(known)[:20])}"
-                            + (f" and {len(known) - 20} more" if len(known) > 20 else ""))
-        return [known[tid] for tid in dict.fromkeys(selection.task_ids)]
-    chosen = []
-    difficulties = {d.lower() for d in selection.difficulty}
-    platforms = {p.lower() for p in selection.platform}
-    pattern = _regex(selection.filter)
-    for problem in problems:
-        day = problem.day
-        if selection.since and (day is None or day < selection.since):
-            continue
-        if selection.until and (day is None or day >= selection.until):
-            continue
-        if difficulties and problem.difficulty.lower() not in difficulties:
-            continue
-        if platforms and problem.platform.lower() not in platforms:
-            continue
-        if problem.question_id in selection.exclude or (pattern and not pattern.search(problem.question_id)):
-            continue
-        chosen.append(problem)
-    if selection.shuffle:
-        random.Random(selection.seed).shuffle(chosen)
-    return chosen[: selection.limit] if selection.limit else chosen
+    """Named ids are taken as they are; otherwise the problems in the date window, difficulty and platform."""
+    pool = problems if selection.task_ids else [p for p in problems if in_selection(p, selection)]
+    by_id = {p.question_id: p for p in pool}
+    return [by_id[qid] for qid in select_ids(list(by_id), selection, noun="question id")]
 
 
-def _regex(value: str | None):
-    if not value:
-        return None
-    try:
-        return re.compile(value)
-    except re.error as exc:
-        raise UserError(f"--filter {value!r} is not a valid regex: {exc}") from None
+def in_selection(problem: Problem, selection: Selection) -> bool:
+    day = problem.day
+    if selection.since and (day is None or day < selection.since):
+        return False
+    if selection.until and (day is None or day >= selection.until):
+        return False
+    if selection.difficulty and problem.difficulty.lower() not in {d.lower() for d in selection.difficulty}:
+        return False
+    return not selection.platform or problem.platform.lower() in {p.lower() for p in selection.platform}
 
 
 def load_problems(selection: Selection) -> list[Problem]:

@@ -5,11 +5,12 @@ tests/public_tests.json) and run_tests.py, in a git repository so the trial's di
 tests never enter the agent's container: verification reads /workspace/solution.py out of it (Docker's archive
 API) and runs it against every public and private test in a fresh container of the clean image holding only
 that file (nothing else the agent left, a sitecustomize.py say, takes part). The codegen scenario (codegen.py)
-uses the same problems and executor without an agent.
+uses the same problems and executor without an agent container: the suite gives the runner its own trial body.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import posixpath
@@ -28,7 +29,7 @@ from tasks.base import Reference, Task, Verdict
 from tasks.livecodebench.dataset import Problem, Selection, load_problems
 from tasks.livecodebench.execute import DEFAULT_TIMEOUT, ExecutionError, execute_problem, global_timeout, \
     job_tests, missing_result, write_runner
-from tasks.livecodebench.metrics import metrics_line, write_metrics
+from tasks.livecodebench.metrics import default_ks, metrics_line, write_metrics
 from tasks.livecodebench.prompts import PROTOCOLS, LcbTexts, agentic_instruction, load_lcb_texts, problem_markdown
 
 WORKDIR = "/workspace"
@@ -90,6 +91,23 @@ class LiveCodeBenchSuite:
         """The leaderboard's word for how this suite prompts and grades."""
         texts = "" if self.texts is None or self.texts.comparable else " (own prompt texts: not comparable)"
         return f"protocol={self.protocol}{texts}"
+
+    @property
+    def trial(self):
+        """codegen: the runner's trial body for one sample (codegen.py); agentic: None (the agent in a container)."""
+        if self.scenario != "codegen":
+            return None
+        from tasks.livecodebench.codegen import sample_trial
+
+        return functools.partial(sample_trial, self)
+
+    def run_label(self, config) -> str | None:
+        """The leaderboard's configuration label of a codegen run (sampling, n, protocol); agentic: the agent's."""
+        if self.scenario != "codegen":
+            return None
+        from tasks.livecodebench.codegen import run_label
+
+        return run_label(config, self)
 
     def describe(self) -> dict:
         """What run.json records about the selection and the protocol."""
@@ -174,5 +192,5 @@ class LiveCodeBenchSuite:
 
     def finalize(self, run_dir: Path, results: list[TrialResult], tasks: list[Task]) -> list[str]:
         """metrics.json: pass@k over the attempts of each problem."""
-        metrics = write_metrics(run_dir, results)
+        metrics = write_metrics(run_dir, results, default_ks(self.samples) if self.scenario == "codegen" else None)
         return [metrics_line(metrics, Path(run_dir) / "metrics.json")]

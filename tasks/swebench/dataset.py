@@ -6,33 +6,25 @@ Hub names and files go through swebench's own loader (`load_swebench_dataset`, w
 
 from __future__ import annotations
 
-import random
-import re
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel
 from swebench.cli._datasets import resolve_dataset
 from swebench.task.checks import check_task_repo, errors
 from swebench.task.repo import CONFIG_FILE, load_task_repo
 # swebench.harness and swebench.image_builder pull in datasets and modal (over a second): imported where used
 
 from harness.errors import UserError
+from tasks.selection import TaskSelection, select_ids
 
 HUB_ALIASES = {"verified": "SWE-bench/SWE-bench_Verified", "lite": "SWE-bench/SWE-bench_Lite",
                "full": "SWE-bench/SWE-bench", "multilingual": "SWE-bench/SWE-bench_Multilingual"}
 NEEDED = ("instance_id", "repo", "base_commit", "problem_statement", "patch", "FAIL_TO_PASS", "PASS_TO_PASS")
 
 
-class Selection(BaseModel):
+class Selection(TaskSelection):
     dataset: str
     split: str = "test"
-    task_ids: list[str] = []
-    filter: str | None = None  # regex on instance ids
-    limit: int | None = None
-    shuffle: bool = False
-    seed: int = 0
-    exclude: list[str] = []  # instance ids to leave out (e.g. broken gold environments)
     namespace: str | None = "swebench"  # where prebuilt images come from
 
 
@@ -137,31 +129,5 @@ def complete_row(row: dict, namespace: str | None) -> dict:
 
 
 def select(rows: list[dict], selection: Selection) -> list[dict]:
-    ids = [row["instance_id"] for row in rows]
-    if selection.task_ids:
-        unknown = sorted(set(selection.task_ids) - set(ids))
-        if unknown:
-            shown = ", ".join(sorted(ids)[:20]) + (" ..." if len(ids) > 20 else "")
-            raise UserError(f"unknown task id {', '.join(unknown)} in {selection.dataset}; valid ids: {shown}")
-        rows = [row for row in rows if row["instance_id"] in set(selection.task_ids)]
-    if selection.filter:
-        try:
-            pattern = re.compile(selection.filter)
-        except re.error as exc:
-            raise UserError(f"--filter {selection.filter!r} is not a regular expression: {exc}") from None
-        rows = [row for row in rows if pattern.search(row["instance_id"])]
-    excluded = set(selection.exclude)
-    rows = [row for row in rows if row["instance_id"] not in excluded]
-    if selection.shuffle:
-        rows = random.Random(selection.seed).sample(rows, len(rows))
-    if selection.limit is not None:
-        rows = rows[: selection.limit]
-    return rows
-
-
-def read_exclude_file(path: Path | None) -> list[str]:
-    if path is None:
-        return []
-    if not path.is_file():
-        raise UserError(f"exclude file {path} does not exist")
-    return [line.split("#")[0].strip() for line in path.read_text().splitlines() if line.split("#")[0].strip()]
+    by_id = {row["instance_id"]: row for row in rows}
+    return [by_id[iid] for iid in select_ids(list(by_id), selection)]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import random
-import re
-import threading
 from pathlib import Path
 
 from harness.errors import UserError
 from harness.sandbox import Sandbox
 from tasks.base import Reference, Task, Verdict
+from tasks.selection import TaskSelection, select_ids
 from tasks.terminal_bench.images import build_task_image, ensure_present, image_tag, image_workdir, map_image
 from tasks.terminal_bench.services import ServiceGroup, apply_resources, start_services
 from tasks.terminal_bench.solution import reference_script
@@ -20,15 +18,6 @@ DEFAULT_WORKDIR = "/app"
 SETUP = "mkdir -p /logs/agent /logs/verifier /agent-logs"
 
 
-def read_id_file(path: Path | str | None) -> set[str]:
-    if path is None:
-        return set()
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--exclude-file {path} does not exist")
-    return {line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")}
-
-
 class TerminalBenchSuite:
     """Tasks from a local folder; images built with --image-map applied; verified in place after the agent."""
 
@@ -36,8 +25,7 @@ class TerminalBenchSuite:
     grading = "final_state"  # the container is graded however the episode ended, as Terminal-Bench's harness does
 
     def __init__(self, dataset: Path, *, name: str = "terminal-bench", image_map: dict[str, str] | None = None,
-                 test_timeout_multiplier: float = 1.0, filter: str | None = None, limit: int | None = None,
-                 shuffle: bool = False, seed: int = 0, exclude: set[str] | None = None):
+                 test_timeout_multiplier: float = 1.0, selection: TaskSelection | None = None):
         if not dataset.is_dir():
             raise UserError(f"dataset {dataset} is not a folder (terminal-bench needs a folder of task folders)")
         self.name = name
@@ -46,33 +34,13 @@ class TerminalBenchSuite:
             raise UserError(f"{dataset} holds no Terminal-Bench task (a folder with task.yaml or task.toml)")
         self.image_map = image_map or {}
         self.test_timeout_multiplier = test_timeout_multiplier
-        self.filter, self.limit, self.shuffle, self.seed = filter, limit, shuffle, seed
-        self.exclude = exclude or set()
-        self._lock = threading.Lock()
-        self._prepared: dict[str, str] = {}  # task id -> workdir, once its images exist
-        self._groups: dict[str, ServiceGroup] = {}  # agent container id -> its extra services
-
-    def select(self, task_ids: list[str] | None) -> list[str]:
-        if task_ids:
-            unknown = [tid for tid in task_ids if tid not in self.task_dirs]
-            if unknown:
-                valid = list(self.task_dirs)
-                raise UserError(f"unknown task id {unknown[0]}; valid ids: {', '.join(valid[:20])}"
-                                + (f" and {len(valid) - 20} more" if len(valid) > 20 else ""))
-            return list(dict.fromkeys(task_ids))
-        ids = [tid for tid in self.task_dirs if tid not in self.exclude]
-        if self.filter:
-            try:
-                pattern = re.compile(self.filter)
-            except re.error as exc:
-                raise UserError(f"--filter {self.filter!r} is not a valid regex: {exc}") from None
-            ids = [tid for tid in ids if pattern.search(tid)]
-        if self.shuffle:
-            random.Random(self.seed).shuffle(ids)
-        return ids[: self.limit] if self.limit else ids
+        self.selection = selection or TaskSelection()
+        self._prepared: dict[str, str] = {}  # task id -> workdir, once its images exist (the runner serialises
+        # the prepare of one image)
 
     def load(self, task_ids: list[str] | None = None) -> list[Task]:
-        return [self._task(read_task(self.task_dirs[tid], tid)) for tid in self.select(task_ids)]
+        selection = self.selection.model_copy(update={"task_ids": task_ids or self.selection.task_ids})
+        return [self._task(read_task(self.task_dirs[tid], tid)) for tid in select_ids(list(self.task_dirs), selection)]
 
     def _task(self, spec: TaskSpec) -> Task:
         image = spec.image if spec.context else map_image(spec.image, self.image_map)
@@ -87,8 +55,7 @@ class TerminalBenchSuite:
 
     def prepare(self, task: Task) -> None:
         """Build (or find) the agent's image and the extra services' images; settle the working directory."""
-        with self._lock:
-            workdir = self._prepared.get(task.id)
+        workdir = self._prepared.get(task.id)
         if workdir is None:
             spec = self.spec(task)
             if spec.context:
@@ -103,12 +70,12 @@ class TerminalBenchSuite:
                 else:
                     ensure_present(map_image(service.image, self.image_map))
             workdir = spec.workdir or image_workdir(task.image) or DEFAULT_WORKDIR
-            with self._lock:
-                self._prepared[task.id] = workdir
+            self._prepared[task.id] = workdir
         task.workdir = workdir
 
-    def setup(self, task: Task, sandbox: Sandbox) -> None:
-        """Log folders; the task's own CPU/memory/disk limits; extra services on a private network the agent joins."""
+    def setup(self, task: Task, sandbox: Sandbox) -> ServiceGroup | None:
+        """Log folders; the task's own CPU/memory/disk limits; extra services on a private network the agent joins
+        (returned: the trial's state, which the runner hands to `verify`)."""
         spec = self.spec(task)
         result = sandbox.exec(SETUP, workdir="/")
         if result.exit_code != 0:
@@ -119,24 +86,22 @@ class TerminalBenchSuite:
         if spec.services:
             images = {s.name: image_tag(task.id, s.name) if s.context else map_image(s.image, self.image_map)
                       for s in spec.services}
-            group = start_services(spec.services, images, sandbox, spec.main_alias, internet=task.network)
-            with self._lock:
-                self._groups[sandbox.id] = group
+            return start_services(spec.services, images, sandbox, spec.main_alias, internet=task.network)
+        return None
 
     def reference_solution(self, task: Task) -> Reference:
         spec = self.spec(task)
         return Reference(kind="script", content=reference_script(spec.solution, task.id),
                          timeout=spec.agent_timeout or 600.0)
 
-    def verify(self, task: Task, patch: str, log_dir: Path, sandbox: Sandbox | None = None) -> Verdict:
+    def verify(self, task: Task, patch: str, log_dir: Path, sandbox: Sandbox | None = None,
+               state: ServiceGroup | None = None) -> Verdict:
         """Tests in the agent's container (still running), once every process the agent left is killed, in a fresh
         shell, under the task's test timeout (verify.py)."""
         if sandbox is None:
             return Verdict(resolved=False, reward=0.0,
                            infra_error="terminal-bench verifies in the agent's container, and none was given")
-        spec = self.spec(task)
-        with self._lock:
-            group = self._groups.pop(sandbox.id, None)
+        spec, group = self.spec(task), state
         try:
             timeout = (task.verify_timeout or spec.verify_timeout) * self.test_timeout_multiplier
             verdict = run_verifier(spec, sandbox, log_dir, timeout)
