@@ -22,6 +22,7 @@ conversation (only the bytes on the wire do).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -130,6 +131,9 @@ class EndpointPool:
         self.probe_interval, self.probe_timeout, self.probe_misses = probe_interval, probe_timeout, probe_misses
         self._inflight: asyncio.Semaphore | None = None  # made lazily, in the running event loop
         self._loop: asyncio.AbstractEventLoop | None = None
+        # a bound shared with other processes (a Ray run's cluster-wide --max-model-requests): an async context
+        # manager held around each request, besides this process's own
+        self.shared: contextlib.AbstractAsyncContextManager | None = None
 
     @property
     def urls(self) -> list[str]:
@@ -160,7 +164,7 @@ class EndpointPool:
         loop = asyncio.get_running_loop()
         if self._inflight is None or self._loop is not loop:
             self._inflight, self._loop = asyncio.Semaphore(self.max_inflight), loop
-        async with self._inflight:
+        async with self._inflight, self.shared or contextlib.nullcontext():
             await self._recheck()
             endpoint = self.pick()
             endpoint.outstanding += 1

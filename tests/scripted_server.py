@@ -8,7 +8,9 @@ client's tests:
   after it, /v1/models included, hangs), `"ok"` (answered normally);
 - `die_after=N`: stop serving (connections refused) after N completions;
 - `api_key`: every request must carry `Authorization: Bearer <api_key>`, else 401 as OpenAI answers it;
-- `strict`: a non-vLLM server that answers 400 to any field outside OpenAI's API (and to roles outside OpenAI's).
+- `strict`: a non-vLLM server that answers 400 to any field outside OpenAI's API (and to roles outside OpenAI's);
+- `hold`: seconds each completion is held before its answer, so that concurrent clients overlap; the most
+  completions ever in flight at once is `most_in_flight`.
 
 Like vLLM served with VLLM_SERVER_DEV_MODE=1 it accepts `/collective_rpc` and `/reset_prefix_cache` (recorded in
 `admin`), so that an RL trainer can push weights to it.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # OpenAI's request fields (chat completions; legacy completions) and message fields and roles
@@ -56,7 +59,9 @@ class ScriptedServer:
 
     def __init__(self, turns: list[str], model: str = "scripted-model", tokenizer=None, root: str | None = None,
                  die_after: int | None = None, faults: list[str] | None = None, api_key: str | None = None,
-                 strict: bool = False):
+                 strict: bool = False, hold: float = 0.0):
+        self.hold = hold
+        self.in_flight = self.most_in_flight = 0
         self.turns = list(turns)
         self.die_after = die_after  # stop serving (connections refused) after this many completions
         self.faults = list(faults or [])
@@ -122,6 +127,17 @@ class ScriptedServer:
                       "total_tokens": prompt_tokens + completion_tokens},
         }
 
+    @contextmanager
+    def counting(self):
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
     def _handler(self):
         server = self
 
@@ -181,7 +197,13 @@ class ScriptedServer:
                 if problem:
                     server.rejected.append(problem)
                     return self._send(400, openai_error(problem))
+                with server.counting():
+                    self._complete(request, completions)
+
+            def _complete(self, request: dict, completions: bool) -> None:
                 fault = server.next_fault()
+                if server.hold:
+                    server._released.wait(server.hold)
                 if fault in ("hang", "freeze"):
                     return self._hang()
                 if fault == "500":
