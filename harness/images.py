@@ -11,6 +11,7 @@ from pathlib import Path
 import docker.errors
 
 from harness.errors import UserError
+from harness.image_builder import BuildFailed, build, hint, image_builder
 from harness.sandbox import LABEL, docker_client
 
 BASE_IMAGE = "cwm-eval/base:bookworm"
@@ -79,21 +80,22 @@ def context_hash(context: Path) -> str:
 
 
 def build_image(context: Path, tag: str, log=print) -> str:
-    """Build `tag` from a folder with a Dockerfile; rebuilt only when the folder's content changed."""
+    """Build `tag` from a folder with a Dockerfile, rebuilt only when the folder's content changed. The one build
+    call of every suite: BuildKit where there is one, else the legacy builder (harness/image_builder.py)."""
     wanted = context_hash(context)
     try:
         if docker_client().images.get(tag).labels.get(HASH_LABEL) == wanted:
             return tag
     except docker.errors.ImageNotFound:
         pass
-    log(f"building {tag}")
+    builder = image_builder()
+    log(f"building {tag} with {builder.describe()}")
     try:
-        docker_client().images.build(path=str(context), tag=tag, labels={LABEL: "1", HASH_LABEL: wanted},
-                                     rm=True, forcerm=True)
-    except docker.errors.BuildError as exc:
-        log_lines = list(exc.build_log)[-4:]  # docker 7 gives an iterator
-        tail = " | ".join(str(line.get("stream", line.get("error", ""))).strip() for line in log_lines)
-        raise UserError(f"building {tag} from {context}/Dockerfile failed: {tail}") from None
+        build(builder, context, tag, {LABEL: "1", HASH_LABEL: wanted})
+    except BuildFailed as exc:
+        dockerfile = (context / "Dockerfile").read_text(errors="replace")
+        raise UserError(f"building {tag} from {context}/Dockerfile failed: {exc}"
+                        f"{hint(dockerfile, str(exc), builder)}") from None
     return tag
 
 
