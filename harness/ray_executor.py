@@ -117,10 +117,10 @@ def write_whole(path: Path, data: bytes) -> None:
         raise IncompleteReply(f"{path} was not written whole")
 
 
-def mark_started(task_id: str, attempt: int) -> None:
+def mark_started(run_id: str, task_id: str, attempt: int) -> None:
     pid_dir = os.environ.get("CWM_EVAL_TRIAL_PID_DIR")  # lets tests find, and kill, the worker of a trial
     if pid_dir:
-        Path(pid_dir, f"{task_id}.{attempt}.{os.getpid()}").touch()
+        Path(pid_dir, f"{run_id}.{task_id}.{attempt}.{os.getpid()}").touch()
 
 
 def bounded_runner(config, suite, agent_spec: dict, bounds, trial: str, attempt_try: str):
@@ -149,7 +149,7 @@ def remote_trial(config_data: dict, payload: bytes, task_data: dict, attempt: in
     task = Task.model_validate(task_data)
     trial, attempt_try = f"{task.id}/{attempt}", uuid.uuid4().hex
     ray.get(bounds.begin.remote(trial, attempt_try))
-    mark_started(task.id, attempt)
+    mark_started(config_data["run_id"], task.id, attempt)
     try:
         with tempfile.TemporaryDirectory(prefix="cwm-eval-trial-") as local:
             config = RunConfig.model_validate({**config_data, "output": local, "executor": "local"})

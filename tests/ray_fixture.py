@@ -1,5 +1,6 @@
 """One local Ray cluster for the Ray tests: two trial slots (`docker: 2`, so two worker processes run trials), and
-a folder where each trial's worker leaves a marker `<task>.<attempt>.<pid>` as it starts (to find, stop or kill it).
+a folder where each trial's worker leaves a marker `<run>.<task>.<attempt>.<pid>` as it starts (to find, stop or kill
+it; Ray reuses worker processes across tests, so a marker names its run).
 
 Import `ray_cluster` into a test module to use it."""
 
@@ -30,9 +31,9 @@ def ray_cluster(tmp_path_factory):
     _started.clear()
 
 
-def workers_of(pid_dir: Path, task_id: str, attempt: int = 0) -> list[int]:
-    """The pids of the workers that started a try of this trial, in no particular order."""
-    prefix = f"{task_id}.{attempt}."
+def workers_of(pid_dir: Path, run_id: str, task_id: str, attempt: int = 0) -> list[int]:
+    """The pids of the workers that started a try of this run's trial, in no particular order."""
+    prefix = f"{run_id}.{task_id}.{attempt}."
     return [int(p.name[len(prefix):]) for p in pid_dir.iterdir() if p.name.startswith(prefix)]
 
 

@@ -98,18 +98,19 @@ def wait_for(condition, what: str, limit: float = 300.0):
 
 def test_a_killed_worker_is_retried(ray_cluster, tmp_path):
     """The trial's first request hangs at the server; its worker is killed then, never sooner or later."""
+    run_id = unique(tmp_path)
     with ScriptedServer(fix_and_submit() + [SUMMARY], faults=["hang"]) as server:
         def kill_when_hung():
-            wait_for(lambda: server.faulted and workers_of(ray_cluster, "demo__calc-1"), "the hung request")
-            killed.extend(pid for pid in workers_of(ray_cluster, "demo__calc-1") if signal_worker(pid, KILL))
+            wait_for(lambda: server.faulted and workers_of(ray_cluster, run_id, "demo__calc-1"), "the hung request")
+            killed.extend(pid for pid in workers_of(ray_cluster, run_id, "demo__calc-1") if signal_worker(pid, KILL))
 
         killed: list[int] = []
         killer = threading.Thread(target=kill_when_hung, daemon=True)
         killer.start()
         [result] = run_demo(tmp_path, "cwm", task_ids=["demo__calc-1"], model_url=server.url, executor="ray",
-                            run_id=unique(tmp_path))
+                            run_id=run_id)
         killer.join()
-    assert killed and len(workers_of(ray_cluster, "demo__calc-1")) == 2  # the killed try, and the retry
+    assert killed and len(workers_of(ray_cluster, run_id, "demo__calc-1")) == 2  # the killed try, and the retry
     assert result.outcome is Outcome.RESOLVED, (result.error, result.reason)
     trial = tmp_path / unique(tmp_path) / "trials/demo__calc-1/0"
     assert list(trial.glob("trajectory.interrupted-*.jsonl"))
@@ -122,22 +123,23 @@ class Chaos:
 
     def __init__(self, pid_dir, run_dir, kill: str, stop: str):
         self.pid_dir, self.run_dir, self.kill, self.stop = pid_dir, run_dir, kill, stop
+        self.run_id = run_dir.name
         self.killed: list[int] = []
         self.stopped: list[int] = []
         self.thread = threading.Thread(target=self.act, daemon=True)
 
     def under_way(self, task_id: str) -> bool:
         path = self.run_dir / "trials" / task_id / "0" / "trajectory.jsonl"
-        return path.exists() and bool(path.read_text().strip()) and bool(workers_of(self.pid_dir, task_id))
+        return path.exists() and bool(path.read_text().strip()) and bool(workers_of(self.pid_dir, self.run_id, task_id))
 
     def done(self, task_id: str) -> bool:
         return (self.run_dir / "trials" / task_id / "0" / "result.json").exists()
 
     def act(self):
         wait_for(lambda: self.under_way(self.kill) or self.done(self.kill), "the trial to kill")
-        self.killed = [pid for pid in workers_of(self.pid_dir, self.kill) if signal_worker(pid, KILL)]
+        self.killed = [pid for pid in workers_of(self.pid_dir, self.run_id, self.kill) if signal_worker(pid, KILL)]
         wait_for(lambda: self.under_way(self.stop) or self.done(self.stop), "the trial to stop")
-        self.stopped = [pid for pid in workers_of(self.pid_dir, self.stop) if signal_worker(pid, STOP)]
+        self.stopped = [pid for pid in workers_of(self.pid_dir, self.run_id, self.stop) if signal_worker(pid, STOP)]
         try:
             wait_for(lambda: self.done(self.kill), "the killed trial's retry")
         finally:
