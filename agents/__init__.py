@@ -43,6 +43,9 @@ def _cwm_agent(model_url, model, config, sampling, max_inflight, api_key):
     if config.token_exact and not client.vllm:
         raise UserError(f"token-exact mode needs a vLLM server (it sends token ids and reads back the sampled ids); "
                         f"{client.base_url} is not one")
+    if config.guided_format and not client.vllm:
+        raise UserError(f"--guided-format needs a vLLM server (it sends vLLM's structured_outputs); "
+                        f"{client.base_url} is not one")
     client.request_defaults = request_defaults_for(client.model)
     renderer = _renderer(config.tokenizer or client.model_root, client.model) if config.token_exact else None
     return CwmAgent(client, config, renderer, load_texts(config.cwm_source))

@@ -65,6 +65,9 @@ class AgentOptions:
     tools: str = option("bash,edit,create,submit", help="bash,edit,create,submit or bash,submit (CWM's bash-only "
                                                         "scaffold)")
     strict_format: bool = option(False, help="CWM's training mode: the first format error ends the episode")
+    guided_format: bool = option(False, help="vLLM's structured-output decoding holds every reply to the turn format "
+                                             "(a <think> block, then one tool call or a final answer): for small "
+                                             "models such as the embedded one; not CWM's protocol")
     token_exact: bool = option(False, help="render with the model's tokenizer; send token ids")
     logprobs: bool = option(False, help="record the logprob of every sampled token")
     tokenizer: Optional[str] = option(None, help="token-exact: tokenizer folder (default: the server's)")

@@ -113,6 +113,12 @@ class RendererTokens:
             keep = max(0, keep - excess)
 
 
+def constrained(structured: dict[str, Any] | None) -> dict[str, Any]:
+    """The client's keyword for a structured-output constraint, only when there is one (so that any client with
+    the plain `chat`/`complete` signature serves unconstrained turns)."""
+    return {} if structured is None else {"structured": structured}
+
+
 class Conversation(Protocol):
     messages: list[dict[str, Any]]
     tokens_used: int
@@ -120,7 +126,9 @@ class Conversation(Protocol):
 
     def add(self, role: str, content: str) -> None: ...
 
-    async def sample(self, max_tokens: int) -> ModelReply: ...
+    async def sample(self, max_tokens: int, structured: dict[str, Any] | None = None) -> ModelReply:
+        """The next assistant turn; `structured`: vLLM's structured-output constraint on it (--guided-format)."""
+        ...
 
     def count_tokens(self, text: str) -> int: ...
 
@@ -151,8 +159,8 @@ class ChatConversation:
             return text
         return self.prefill + text
 
-    async def sample(self, max_tokens: int) -> ModelReply:
-        reply = await self.client.chat(self.messages, max_tokens)
+    async def sample(self, max_tokens: int, structured: dict[str, Any] | None = None) -> ModelReply:
+        reply = await self.client.chat(self.messages, max_tokens, **constrained(structured))
         self.messages.append({"role": "assistant", "content": self.assistant_content(reply.text)})
         self.tokens_used = reply.prompt_tokens + reply.completion_tokens
         return reply
@@ -257,8 +265,8 @@ class TokenConversation:
         self.mask += [1 if sampled else 0] * len(ids)
         self.sampled_logprobs += logprobs if logprobs else [None] * len(ids)
 
-    async def sample(self, max_tokens: int) -> ModelReply:
-        reply = await self.client.complete(self.ids, max_tokens, logprobs=self.logprobs)
+    async def sample(self, max_tokens: int, structured: dict[str, Any] | None = None) -> ModelReply:
+        reply = await self.client.complete(self.ids, max_tokens, logprobs=self.logprobs, **constrained(structured))
         sampled = reply.completion_token_ids or []
         self._append(sampled, sampled=True, logprobs=reply.logprobs)
         self._open_turn = sampled

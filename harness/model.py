@@ -274,13 +274,25 @@ class ModelClient:
         return {"model": self.model, "max_tokens": max_tokens, **options, **self._sampling(),
                 **self._extra(vllm, chat)}
 
-    async def chat(self, messages: list[dict[str, Any]], max_tokens: int) -> ModelReply:
+    def _structured(self, structured: dict[str, Any] | None, vllm: bool) -> dict[str, Any]:
+        """vLLM's `structured_outputs` field (a regex or grammar the reply must match), when asked for."""
+        if structured is None:
+            return {}
+        if not vllm:
+            raise ModelServerError(f"{self.base_url} is not a vLLM server: it cannot constrain replies "
+                                   "(structured_outputs)")
+        return {"structured_outputs": structured}
+
+    async def chat(self, messages: list[dict[str, Any]], max_tokens: int,
+                   structured: dict[str, Any] | None = None) -> ModelReply:
         """A reply to `messages`; pass a conversation as the same list on every call, only ever appended to, so
-        that each message is encoded once and the prompt ids come back as deltas."""
+        that each message is encoded once and the prompt ids come back as deltas. `structured`: vLLM's
+        structured-output constraint on the reply."""
         started, version = time.monotonic(), self.policy.version if self.policy else None
         vllm = await self._is_vllm()
         seen = self._messages.seen(messages, vllm)
         options = {"logprobs": True, "top_logprobs": 0} if self.logprobs else {}
+        options.update(self._structured(structured, vllm))
         raw = await self._with_retries("/chat/completions", body_with(self._fields(max_tokens, options, vllm, True),
                                                                  "messages", seen.data))
         with _parsing(raw):
@@ -292,12 +304,14 @@ class ModelClient:
             ids = prompt_fields(seen, prompt_ids, choice.get("token_ids"))
             return self._reply(reply, choice, text, started, logprobs, max_tokens, version, ids)
 
-    async def complete(self, prompt_ids: list[int], max_tokens: int, logprobs: bool = False) -> ModelReply:
+    async def complete(self, prompt_ids: list[int], max_tokens: int, logprobs: bool = False,
+                       structured: dict[str, Any] | None = None) -> ModelReply:
         """Token ids in, token ids out (token-exact mode); pass the prompt as the same growing list on every call,
         so that each id is encoded once."""
         started, version = time.monotonic(), self.policy.version if self.policy else None
         vllm = await self._is_vllm()
         options = {"logprobs": 0} if logprobs else {}
+        options.update(self._structured(structured, vllm))
         raw = await self._with_retries("/completions", body_with(self._fields(max_tokens, options, vllm, False),
                                                             "prompt", self._prompts.seen(prompt_ids).data))
         with _parsing(raw):

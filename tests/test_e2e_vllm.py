@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import time
 import pytest
 from transformers import AutoTokenizer
 
+from agents.cwm.guided import turn_pattern
 from harness.serve import EMBEDDED, embedded_preset, is_serving
 
 pytestmark = pytest.mark.e2e
@@ -50,14 +52,15 @@ def served():
         time.sleep(2)
     yield port, url
     server.send_signal(signal.SIGINT)
-    assert server.wait(timeout=120) == 0
+    assert server.wait(timeout=300) == 0  # a loaded machine stops vLLM slowly
     time.sleep(1)
     assert vllm_processes(port) == "", "the server left an orphan behind"
 
 
-def run_cli(tmp_path, run_id: str, *args: str) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "demo", "--task", TASK, "--max-turns", "2",
-                           "--max-tokens-per-turn", "48", "--output", str(tmp_path), "--run-id", run_id, *args],
+def run_cli(tmp_path, run_id: str, *args: str, turns: int = 2, tokens: int = 48) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "demo", "--task", TASK, "--max-turns",
+                           str(turns), "--max-tokens-per-turn", str(tokens), "--output", str(tmp_path), "--run-id",
+                           run_id, *args],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     trial = tmp_path / run_id / "trials" / TASK / "0"
@@ -122,3 +125,26 @@ def test_rl_refuses_a_server_that_returns_raw_logprobs(served):
                                              r"with --logprobs-mode processed_logprobs") as refused:
         check_policy_server(url, EMBEDDED, policy, AutoTokenizer.from_pretrained(folder), tolerance=0.05)
     assert "\n" not in str(refused.value)
+
+
+def test_guided_format_makes_the_embedded_model_act(served, tmp_path):
+    """`make demo`'s settings on one task: vLLM's structured outputs hold every reply to the turn format, so the
+    135M model's turns all parse and stop by themselves within the token limit, and its commands run in the
+    container (whatever they are: a hung or shell-killing command comes back as CWM's notice)."""
+    _, url = served
+    out = run_cli(tmp_path, "guided", "--model-url", url, "--guided-format", "--tools", "bash,submit",
+                  "--temperature", "0.3", "--command-timeout", "10", turns=5, tokens=256)
+    events, result = out["events"], out["result"]
+    assert "guided-format" in result["config"]
+    assert not [e for e in events if e["kind"] == "format_error"] and result["format_errors"] == 0
+    calls = [e for e in events if e.get("role") == "assistant"]
+    assert len(calls) == 5 or result["exit_status"] == "submitted"
+    pattern = turn_pattern(["bash", "submit"], 256, final_answer=True)
+    for call in calls:
+        assert re.fullmatch(pattern, call["content"]), call["content"]
+        assert call["finish_reason"] == "stop", call  # the turn closed inside the token limit
+    ran = [e for e in events if e.get("role") == "tool: bash"]
+    assert ran, [c["content"] for c in calls]
+    for observation in ran:  # the command went to the container's shell, and what it gave came back
+        assert observation["command"].strip() and observation["content"].startswith("<output>\n")
+        assert observation["content"].split("<output>\n", 1)[1].split("\n</output>", 1)[0].strip()

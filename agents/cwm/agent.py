@@ -12,6 +12,7 @@ import time
 
 from agents.base import AgentResult, TrialEnv
 from agents.cwm.config import CwmConfig
+from agents.cwm.guided import structured_outputs, turn_pattern
 from agents.cwm.texts import FormatError, NoSuchToolError, ProjectTexts, Texts, terminal_prompt
 from agents.cwm.tools import install_plugins, run_tool
 from harness.conversation import ChatConversation, ChatRenderer, CharEstimate, Conversation, RendererTokens, \
@@ -111,8 +112,9 @@ class CwmAgent:
             room = cfg.context_size - conversation.tokens_used
             if room <= 0:  # CWM's harness stops once the observations fill the context
                 return finish(ExitStatus.CONTEXT_LIMIT)
+            max_tokens = min(cfg.max_action_len, room)
             try:
-                reply = await conversation.sample(min(cfg.max_action_len, room))
+                reply = await conversation.sample(max_tokens, self.guide(cfg, max_tokens, episode))
             except ContextLimitExceeded:
                 return finish(ExitStatus.CONTEXT_LIMIT)
             episode.turns += 1
@@ -154,6 +156,14 @@ class CwmAgent:
             env.trajectory.write(event("message", role=f"tool: {name}", content=content, turn=episode.turns,
                                        tool=name, command=body, success=outcome.success,
                                        seconds=round(outcome.seconds, 6)))
+
+    @staticmethod
+    def guide(cfg: CwmConfig, max_tokens: int, episode: Episode) -> dict | None:
+        """--guided-format: the turn format as vLLM's structured-output constraint; a final answer (no tool call)
+        is allowed only once a submission succeeded, as the rules say."""
+        if not cfg.guided_format:
+            return None
+        return structured_outputs(turn_pattern(cfg.tools, max_tokens, final_answer=episode.patch is not None))
 
     def observation(self, counter: TokenCounter, cfg: CwmConfig, used: int, turns: int, tool: str,
                     feedback: str) -> str:

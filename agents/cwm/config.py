@@ -19,6 +19,7 @@ class CwmConfig(BaseModel):
     max_user_turn_len: int = 32768  # every later message, cut from the right
     command_timeout: float = 120.0
     strict_format: bool = False  # CWM's training mode: the first format error ends the episode
+    guided_format: bool = False  # vLLM's structured outputs hold each reply to the turn format (agents/cwm/guided.py)
     chars_per_token: float = 4.0
     token_exact: bool = False  # render with the model's tokenizer and send token ids (see harness/conversation.py)
     logprobs: bool = False  # record the logprob of every sampled token
