@@ -10,16 +10,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from harness.cli_help import HelpGroup
 from harness.cli_options import RunOptions, grouped
 from harness.cli_run import _raise_interrupt, execute, exits_130, run_interruptible  # noqa: F401  (used by others)
 from harness.errors import UserError
+from harness.terminal import stdout_console
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evaluate and train bash-first coding agents.")
+app = typer.Typer(cls=HelpGroup, add_completion=False, no_args_is_help=True,
+                  help="Evaluate and train bash-first coding agents.")
 images_app = typer.Typer(no_args_is_help=True, help="Build, list and prune the images the harness uses.")
 app.add_typer(images_app, name="images")
 grade_app = typer.Typer(no_args_is_help=True, help="Grade external predictions or saved logs.")
 app.add_typer(grade_app, name="grade")
-console = Console()
+console = stdout_console()  # a log file gets whole lines, a terminal its own width
 
 
 @app.command()
@@ -84,7 +87,8 @@ def run_config(suite: str, options: RunOptions):
         cwm=CwmConfig(max_turns=agent.max_turns, command_timeout=agent.command_timeout, token_exact=agent.token_exact,
                       logprobs=agent.logprobs, tokenizer=agent.tokenizer, max_action_len=agent.max_tokens_per_turn,
                       context_size=agent.context_size, tools=parse_tools(agent.tools),
-                      strict_format=agent.strict_format, cwm_source=resolve_cwm_source(agent.cwm_source)),
+                      strict_format=agent.strict_format, guided_format=agent.guided_format,
+                      cwm_source=resolve_cwm_source(agent.cwm_source)),
         sampling=Sampling(temperature=agent.temperature, top_p=agent.top_p),
     )
 
@@ -99,6 +103,9 @@ def scenario_agent(suite, config, given: set[str]) -> str:
                         "--scenario agentic")
     if "attempts" in given:
         raise UserError("the codegen scenario's attempts are its samples: use --samples, not --attempts")
+    if config.cwm.guided_format:
+        raise UserError("--guided-format constrains the agent's tool turns; the codegen scenario has none (use "
+                        "--scenario agentic)")
     config.attempts = suite.samples
     return "codegen"
 

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Iterator, NoReturn
 
 import typer
+from rich.text import Text
 
 INTERRUPTED = 130
 
@@ -70,8 +71,9 @@ def execute(config, suite, tasks, agent, agent_spec: dict | None = None) -> list
 
 
 def _execute(config, suite, tasks, agent, agent_spec: dict | None) -> list:
-    from harness.progress import RunProgress, summary_table
+    from harness.progress import RunProgress
     from harness.runner import Runner
+    from harness.summary import diagnosis, summary_table
 
     console = _console()
     run_dir = config.output / config.run_id
@@ -84,7 +86,10 @@ def _execute(config, suite, tasks, agent, agent_spec: dict | None) -> list:
 
         runner.executor = RayExecutor(runner, agent_spec or {"name": agent.name}, config.ray_address)
     results = run_interruptible(runner, tasks, progress, config.run_id)
-    console.print(summary_table(results, f"{config.run_id} ({config.suite}, {agent.name})"))
+    console.print(summary_table(results, f"{config.run_id} ({config.suite}, {agent.name})", console.width))
+    why = diagnosis(results)
+    if why:
+        console.print(Text.assemble(("diagnosis: ", "yellow"), why))
     texts = getattr(agent, "texts", None)
     if texts is not None and not texts.comparable:
         console.print("[yellow]note:[/] the agent used cwm-eval's own wording of CWM's prompts and messages, so these "

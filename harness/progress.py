@@ -1,4 +1,5 @@
-"""The live progress bar of a run and its closing summary table (rich)."""
+"""The live progress bar of a run (rich) and the warning that closes a run a harness bug hit; the summary table
+is harness/summary.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from harness.outcomes import HARNESS_ERROR
 from harness.records import Outcome, TrialResult
@@ -36,25 +36,6 @@ class RunProgress:
 
     def __exit__(self, *exc) -> None:
         self.progress.stop()
-
-
-def summary_table(results: list[TrialResult], title: str) -> Table:
-    table = Table(title=title)
-    table.add_column("task", overflow="fold", min_width=12)
-    for column in ("attempt", "outcome", "exit status", "turns", "tokens in/out", "wall s"):
-        table.add_column(column)
-    colour = {Outcome.RESOLVED: "green", Outcome.UNRESOLVED: "yellow", Outcome.ERROR: "red"}
-    for r in sorted(results, key=lambda r: (r.task_id, r.attempt)):
-        table.add_row(r.task_id, str(r.attempt), f"[{colour[r.outcome]}]{r.outcome.value}", r.exit_status.value,
-                      str(r.turns), f"{r.usage.prompt_tokens}/{r.usage.completion_tokens}", f"{r.wall_seconds:.1f}")
-    scored = [r for r in results if r.outcome is not Outcome.ERROR]
-    resolved = sum(r.resolved for r in scored)
-    rate = f"{100 * resolved / len(scored):.1f}%" if scored else "n/a"
-    errors = len(results) - len(scored)
-    bugs = sum(HARNESS_ERROR in r.flags for r in results)
-    table.caption = (f"resolved {resolved}/{len(scored)} ({rate}); infrastructure errors {errors} (not scored)"
-                     + (f", {bugs} of them harness bugs" if bugs else ""))
-    return table
 
 
 def harness_bug_warning(results: list[TrialResult], run_dir: Path) -> str | None:

@@ -53,6 +53,11 @@ class TrialResult(BaseModel):
     exit_status: ExitStatus
     turns: int = 0
     format_errors: int = 0
+    # counted by the runner (harness/tally.py); None in records written before they were
+    commands: int | None = None  # tool calls the agent ran in its container
+    submitted: bool | None = None  # the agent made a submission (graded only when the episode then ended properly)
+    cut_off: int | None = None  # model replies that stopped at the token limit
+    common_format_error: str | None = None  # the trial's most frequent format error
     usage: Usage = Field(default_factory=Usage)
     patch: str | None = None
     patch_note: str | None = None  # why a patch was not graded as-is (binary, too large, empty)

@@ -74,6 +74,8 @@ def config_label(config: RunConfig, suite=None) -> str:
         parts.append("token-exact")
     if cwm.strict_format:
         parts.append("strict-format")
+    if cwm.guided_format:
+        parts.append("guided-format")
     parts += scoring
     parts.append("texts=cwm" if cwm.cwm_source else "texts=cwm-eval (not comparable to CWM)")
     return " ".join(parts)
@@ -203,6 +205,7 @@ class Runner:
             result = self._failed(task, attempt, started, phases, trajectory, classify(exc), None)
         finally:
             trajectory.close()
+        result = result.model_copy(update=trajectory.tally.fields())  # what its trajectory showed: commands run, ...
         self.record(result)
         return result
 
@@ -275,6 +278,7 @@ class Runner:
         return self._result(task, attempt, started, outcome=outcome, exit_status=agent_result.exit_status,
                             reward=0.0 if rejected else verdict.reward, turns=agent_result.turns,
                             format_errors=agent_result.format_errors, usage=agent_result.usage, patch=patch,
+                            submitted=agent_result.submitted_patch is not None,
                             patch_note=patch_note(patch), verifier=details, reason=reason, flags=flags,
                             error=verdict.infra_error, phases=phases.seconds)
 
@@ -286,7 +290,8 @@ class Runner:
         fields = {}
         if agent_result is not None:
             fields = {"turns": agent_result.turns, "format_errors": agent_result.format_errors,
-                      "usage": agent_result.usage, "patch": agent_result.submitted_patch}
+                      "usage": agent_result.usage, "patch": agent_result.submitted_patch,
+                      "submitted": agent_result.submitted_patch is not None}
         if failure.outcome is Outcome.ERROR:
             status = ExitStatus.INFRA_ERROR
         else:  # the agent broke its environment; NO_ACTION only when the agent itself did not return

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 from pydantic import ValidationError
 
 from harness.records import TrialResult
+from harness.tally import Tally
 
 
 def warn(text: str) -> None:
@@ -59,10 +60,12 @@ class Trajectory:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._fh = open(path, "a", buffering=1)
+        self.tally = Tally()  # of this trial's lines (a redone trial appends to the file)
 
     def write(self, record: dict[str, Any]) -> None:
         self._fh.write(json.dumps(record, default=str) + "\n")
         self._fh.flush()
+        self.tally.see(record)
 
     def close(self) -> None:
         self._fh.close()
