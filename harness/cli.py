@@ -173,6 +173,7 @@ def serve(
         materialise_embedded(preset, log=console.print)
     console.print(f"$ {server.describe()}\nlog: {server.log_path}")
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background (SIGINT ignored)
     server.start()
     try:
         server.wait_ready(ready_timeout)
