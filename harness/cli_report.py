@@ -34,7 +34,7 @@ def report(
             raise UserError("--compare takes exactly two runs: --compare RUN_A --compare RUN_B")
         frame = reports.load_results(reports.resolve_runs(compare, results))
         outcome = reports.compare(frame, *[Path(c).name for c in compare])
-        return _emit(json.dumps(outcome, indent=2) if format == "json" else _compare_md(outcome), out)
+        return _emit(json.dumps(outcome, indent=2) if format == "json" else compare_md(outcome), out)
     frame = reports.load_results(reports.resolve_runs(runs or [], results))
     if suite:
         frame = frame[frame["suite"] == suite]
@@ -50,7 +50,7 @@ def report(
     _emit(reports.as_json(board, tables) if format == "json" else reports.markdown(board, tables), out)
 
 
-def _compare_md(c: dict) -> str:
+def compare_md(c: dict) -> str:
     low, high = c["change_ci95"]
     return (f"# {c['run_a']} vs {c['run_b']}\n\n{c['tasks']} shared tasks: {c['resolved_a_pct']:.1f}% -> "
             f"{c['resolved_b_pct']:.1f}%, change {c['change_pct']:+.1f} points (95% CI {low:+.1f} to {high:+.1f}); "

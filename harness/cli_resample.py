@@ -185,7 +185,7 @@ def training_base(plan, agent, choice: str | None) -> str:
 
 def evaluate_trained(plan, folder: Path, base: str, options: dict, given: set[str], run_id: str | None) -> None:
     from agents import make_agent
-    from harness.cli_report import _compare_md
+    from harness.cli_report import compare_md
     from harness.cli_run import execute
     from harness.resample import load_tasks
     from harness.resample_loop import evaluation_config, serving, side_by_side
@@ -198,4 +198,4 @@ def evaluate_trained(plan, folder: Path, base: str, options: dict, given: set[st
         execute(config, suite, tasks, make_agent(**spec), spec)
     board, comparison = side_by_side(plan.source, config.output / config.run_id)
     console.print(board, markup=False, highlight=False)
-    console.print(_compare_md(comparison), markup=False, highlight=False)
+    console.print(compare_md(comparison), markup=False, highlight=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +50,13 @@ def cwm_checkout(tmp_path_factory):
     root = tmp_path_factory.mktemp("cwm-checkout")
     subprocess.run(f"git -C {CWM_MIRROR} archive HEAD | tar -x -C {root}", shell=True, check=True)
     return root
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    """The embedded model's local folder (SmolLM2-135M-Instruct), made from its GGUF once."""
+    from harness.serve import embedded_preset, materialise_embedded
+
+    preset = embedded_preset()
+    materialise_embedded(preset)
+    return Path(preset.model)

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 import trainer.sft
 from harness.cli import app
-from harness.serve import EMBEDDED, embedded_preset, materialise_embedded
+from harness.serve import EMBEDDED
 from tasks import load_suite
 from trainer import metrics
 from trainer.modeling import TokenLoss
@@ -37,13 +37,6 @@ def cwm_eval(*args: str) -> subprocess.CompletedProcess:
 
 def lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def model_path() -> Path:
-    preset = embedded_preset()
-    materialise_embedded(preset)
-    return Path(preset.model)
 
 
 @pytest.fixture(scope="module")

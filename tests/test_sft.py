@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from harness.serve import EMBEDDED, Preset, VllmServer, embedded_preset, materialise_embedded
+from harness.serve import EMBEDDED, Preset, VllmServer
 from trainer import metrics
 from trainer.data import ChatMasker, RowRefused, load_examples
 from trainer.modeling import TokenLoss, load_model
@@ -55,13 +55,6 @@ def trajectory(i: int) -> dict:
 def write_rows(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
-
-
-@pytest.fixture(scope="module")
-def model_path() -> Path:
-    preset = embedded_preset()
-    materialise_embedded(preset)
-    return Path(preset.model)
 
 
 @pytest.fixture(scope="module")
