@@ -34,7 +34,7 @@ def interrupted(run_id: str | None) -> NoReturn:
         from harness.sandbox import remove_labelled
 
         try:
-            removed, _ = remove_labelled(run_id)
+            removed, _ = remove_labelled(run_id, settle=60)
             note += f": removed {removed} containers; resume with --run-id {run_id}"
         except Exception as exc:  # noqa: BLE001 - the daemon went away too: say how to finish the clean-up
             note += f": could not remove its containers ({type(exc).__name__}); run `cwm-eval clean --run-id {run_id}`"

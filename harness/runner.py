@@ -166,7 +166,7 @@ class Runner:
         try:
             results = await asyncio.gather(*(limited(task, attempt) for task, attempt in todo))
         finally:
-            await asyncio.to_thread(remove_labelled, self.config.run_id)
+            await asyncio.to_thread(remove_labelled, self.config.run_id, 60)
         warning = harness_bug_warning(results, self.store.dir)
         if warning:
             print(warning, file=sys.stderr)

@@ -275,6 +275,29 @@ def remove_objects(containers: list, networks: list) -> tuple[int, int]:
     return len(containers), len(networks)
 
 
-def remove_labelled(run_id: str | None = None) -> tuple[int, int]:
-    """Remove every container and network we labelled (or only one run's); returns the counts."""
-    return remove_objects(*labelled(run_id))
+def remove_labelled(run_id: str | None = None, settle: float = 0.0) -> tuple[int, int]:
+    """Remove every container and network we labelled (or only one run's); returns the counts.
+
+    With `settle`, keep at it for up to that many seconds until none is listed any more: on a loaded daemon a forced
+    removal can fail for a moment ("device or resource busy") or be another caller's removal still in progress, and a
+    run that is interrupted must not leave a container behind.
+    """
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+    if not settle:
+        return remove_objects(*labelled(run_id))
+    containers, networks = set(), set()
+    for attempt in Retrying(stop=stop_after_delay(settle), wait=wait_fixed(0.5), reraise=True,
+                            retry=retry_if_exception_type((docker.errors.APIError, LeftBehind))):
+        with attempt:
+            found = labelled(run_id)
+            containers.update(c.id for c in found[0])
+            networks.update(n.id for n in found[1])
+            remove_objects(*found)
+            if labelled(run_id)[0]:
+                raise LeftBehind(f"containers of run {run_id} are still listed after their removal")
+    return len(containers), len(networks)
+
+
+class LeftBehind(RuntimeError):
+    """A labelled container is still listed after its forced removal."""

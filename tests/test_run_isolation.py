@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import docker
@@ -81,7 +82,7 @@ def test_sigint_to_the_process_group_exits_130_without_traceback_or_container(tm
     assert proc.returncode == 130, out + err
     assert "Traceback" not in out + err and "Error" not in err, out + err
     assert "interrupted" in out
-    assert not containers("sigint")
+    assert not containers("sigint"), out
 
 
 def test_clean_removes_only_dead_runs_containers_and_a_killed_runs_lock_does_not_block(tmp_path):
@@ -176,3 +177,25 @@ def test_export_skips_a_corrupt_result_with_a_warning_naming_it(runs_with_a_corr
     assert proc.returncode == 0, proc.stderr
     assert f"warning: skipped corrupt {corrupt}" in proc.stderr
     assert len(out.read_text().splitlines()) == 2
+
+
+def test_an_interrupted_runs_clean_up_waits_out_a_removal_already_in_progress(base_image):
+    """A forced removal that meets another caller's removal in progress (Docker's 409) must not return while the
+    container is still listed: the interrupt's clean-up keeps at it until the run has none (the CI flake where Ctrl-C
+    left a container behind on a loaded daemon)."""
+    from harness.sandbox import LABEL, labelled, remove_labelled
+
+    run_id = "removing"
+    box = docker.from_env().containers.run(  # a big writable layer: its removal takes a while
+        base_image, "bash -c 'mkdir /d && cd /d && seq 1 40000 | xargs touch && touch /done && sleep 600'",
+        detach=True, labels={LABEL: "1", RUN_LABEL: run_id})
+    wait_for(lambda: box.exec_run("test -e /done").exit_code == 0, timeout=120)
+    other = threading.Thread(target=box.remove, kwargs={"force": True})
+    other.start()
+    try:
+        wait_for(lambda: box.reload() or box.status == "removing", timeout=30)
+        assert labelled(run_id)[0], "the container is listed while its removal is in progress"
+        assert remove_labelled(run_id, settle=60)[0] == 1
+        assert not labelled(run_id)[0]
+    finally:
+        other.join()
