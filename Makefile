@@ -23,7 +23,7 @@ demo: setup vllm
 	  "source $(VENV)/bin/activate && cwm-eval --help   # cwm-eval on PATH"
 
 test: setup vllm
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rs --durations=25
 
 setup: $(VENV)/.installed docker base
 
