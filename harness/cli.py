@@ -30,7 +30,8 @@ console = stdout_console()  # a log file gets whole lines, a terminal its own wi
 @grouped(RunOptions)
 def run(
     ctx: typer.Context,
-    suite: str = typer.Argument(..., help="demo | swebench | terminal-bench | livecodebench"),
+    suite: str = typer.Argument(..., help="demo | swebench | terminal-bench | livecodebench | cruxeval | "
+                                          "trace-prediction"),
     options: RunOptions = None,
 ) -> None:
     """Run an agent on a suite: one container per trial, graded as the official harness grades."""
@@ -45,7 +46,8 @@ def run(
     the_suite = load_suite(suite, options.tasks.dataset, split=options.tasks.split, **options.tasks.selection(),
                            image_source=options.swebench.image_source, namespace=options.swebench.namespace,
                            image_map=config.image_map, test_timeout_multiplier=config.test_timeout_multiplier,
-                           cwm_source=config.cwm.cwm_source, **options.livecodebench.suite_options())
+                           cwm_source=config.cwm.cwm_source, **options.livecodebench.suite_options(),
+                           **options.code_execution.suite_options())
     tasks = the_suite.load(options.tasks.task or None)
     name = scenario_agent(the_suite, config, given)
     if config.agent == "cwm" and not config.model_url:
@@ -90,22 +92,28 @@ def run_config(suite: str, options: RunOptions):
                       strict_format=agent.strict_format, guided_format=agent.guided_format,
                       cwm_source=resolve_cwm_source(agent.cwm_source)),
         sampling=Sampling(temperature=agent.temperature, top_p=agent.top_p),
+        scenario="testgen" if options.livecodebench.scenario == "testgen" else None,
     )
 
 
 def scenario_agent(suite, config, given: set[str]) -> str:
     """The agent to make. A suite that runs its own trials (LiveCodeBench codegen: one model call per sample) gets
     the codegen agent, on the cwm agent's model, and its samples are the run's attempts."""
+    if getattr(suite, "agent_prompt", None) == "testgen":
+        from tasks.swebench.testgen import check_run
+
+        check_run(config)
     if getattr(suite, "trial", None) is None:
         return config.agent
+    what = "the codegen scenario" if suite.name == "livecodebench" else f"suite {suite.name}"
+    agentic = ", or --scenario agentic" if suite.name == "livecodebench" else ""
     if config.agent != "cwm":
-        raise UserError("the codegen scenario samples a model: use --agent cwm (with --model-url), or "
-                        "--scenario agentic")
+        raise UserError(f"{what} samples a model: use --agent cwm (with --model-url){agentic}")
     if "attempts" in given:
-        raise UserError("the codegen scenario's attempts are its samples: use --samples, not --attempts")
+        raise UserError(f"{what}'s attempts are its samples: use --samples, not --attempts")
     if config.cwm.guided_format:
-        raise UserError("--guided-format constrains the agent's tool turns; the codegen scenario has none (use "
-                        "--scenario agentic)")
+        raise UserError(f"--guided-format constrains the agent's tool turns; {what} has none"
+                        + (" (use --scenario agentic)" if agentic else ""))
     config.attempts = suite.samples
     return "codegen"
 
@@ -226,7 +234,8 @@ def images_prune(
     console.print(f"removed {len(removed)} images" + (f": {', '.join(removed)}" if removed else ""))
 
 
-from harness import cli_clean, cli_grade, cli_prompt, cli_report, cli_resample, cli_tasks  # noqa: E402, F401
+from harness import cli_clean, cli_grade, cli_prompt, cli_report, cli_resample, cli_tasks, cli_tts  # noqa: E402, F401
+from harness import cli_trace  # noqa: E402, F401  (registers `trace`)
 from trainer import cli as trainer_cli  # noqa: E402, F401  (registers `train`)
 
 

@@ -137,9 +137,12 @@ class LiveCodeBenchOptions:
                                              "windows)")
     difficulty: list[str] = option([], help="livecodebench: easy | medium | hard (repeatable or a,b)")
     platform: list[str] = option([], help="livecodebench: leetcode | codeforces | atcoder (repeatable)")
-    scenario: str = option("codegen", help="livecodebench: codegen (single turn, n samples, pass@k) | agentic (the "
-                                           "agent writes /workspace/solution.py)")
-    samples: int = option(10, min=1, help="livecodebench codegen: samples per problem (its attempts)")
+    scenario: Optional[str] = option(None, help="livecodebench: codegen (default: single turn, n samples, pass@k) | "
+                                                "agentic (the agent writes /workspace/solution.py); demo, swebench: "
+                                                "patch (default: fix the issue) | testgen (write a reproduction "
+                                                "test, CWM's test generation)")
+    samples: Optional[int] = option(None, min=1, help="samples per problem, the run's attempts (livecodebench codegen: "
+                                                      "default 10; cruxeval, trace-prediction: default 1)")
     protocol: str = option("cwm", help="livecodebench: cwm (CWM's prompt, extraction and grading) | lcb_runner "
                                        "(lcb_runner's)")
     lcb_source: Optional[Path] = option(None, help="livecodebench --protocol lcb_runner: a LiveCodeBench checkout "
@@ -152,6 +155,16 @@ class LiveCodeBenchOptions:
 
 
 @dataclass
+class CodeExecutionOptions:
+    PANEL: typing.ClassVar[str] = "CruxEval and trace prediction"
+    prompt_style: str = option("plain", help="cruxeval: plain (reasoning in <think>, then assert f(input) == OUTPUT) "
+                                             "| trace (the output read off a predicted execution trace)")
+
+    def suite_options(self) -> dict:
+        return {"prompt_style": self.prompt_style}
+
+
+@dataclass
 class RunOptions:
     tasks: TaskOptions
     agent: AgentOptions
@@ -161,6 +174,7 @@ class RunOptions:
     swebench: SweBenchOptions
     terminal_bench: TerminalBenchOptions
     livecodebench: LiveCodeBenchOptions
+    code_execution: CodeExecutionOptions
 
 
 def _groups(options_type) -> dict[str, type]:

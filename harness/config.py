@@ -42,3 +42,4 @@ class RunConfig(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     cwm: CwmConfig = Field(default_factory=CwmConfig)
     sampling: Sampling = Field(default_factory=Sampling)
+    scenario: str | None = None  # demo, swebench: "testgen" (the agent writes a reproduction test); None: the patch

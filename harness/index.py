@@ -21,7 +21,7 @@ COLUMNS = {
     "config": "TEXT", "outcome": "TEXT", "reward": "REAL", "exit_status": "TEXT", "turns": "INTEGER",
     "format_errors": "INTEGER", "prompt_tokens": "INTEGER", "completion_tokens": "INTEGER",
     "model_seconds": "REAL", "wall_seconds": "REAL", "labels": "TEXT", "flags": "TEXT", "path": "TEXT",
-    "mtime": "REAL",
+    "mtime": "REAL", "metrics": "TEXT",
 }
 
 
@@ -36,7 +36,18 @@ def row(result: TrialResult, path: Path) -> dict:
         "labels": json.dumps(result.labels, sort_keys=True), "flags": json.dumps(result.flags),
         "path": str(path.resolve()),
         "mtime": path.stat().st_mtime if path.exists() else 0.0,
+        "metrics": json.dumps(trial_metrics(result), sort_keys=True),
     }
+
+
+def trial_metrics(result: TrialResult) -> dict:
+    """A suite's own per-trial numbers (trace prediction: prefix accuracy, first divergence...), from the verifier's
+    `metrics`; numbers and None only."""
+    metrics = result.verifier.get("metrics") if isinstance(result.verifier, dict) else None
+    if not isinstance(metrics, dict):
+        return {}
+    return {str(k): v for k, v in metrics.items()
+            if v is None or (isinstance(v, int | float) and not isinstance(v, bool))}
 
 
 class ResultsIndex:
@@ -86,4 +97,6 @@ class ResultsIndex:
             frame = pd.read_sql_query(query, db, params=params)
         frame["labels"] = frame["labels"].map(json.loads)
         frame["flags"] = frame["flags"].map(lambda text: json.loads(text) if text else [])
+        # NULL for rows indexed before the column existed (pandas may read an all-NULL column as NaN)
+        frame["metrics"] = frame["metrics"].map(lambda text: json.loads(text) if isinstance(text, str) and text else {})
         return frame

@@ -15,6 +15,7 @@ from harness.errors import UserError
 from harness.index import ResultsIndex
 from harness.stats import INTERVAL_METHOD, clustered_interval, effective_sample_size, mcnemar_exact, pass_at_k, \
     paired_bootstrap
+from harness.tts_report import LOSSES, LOSSES_HEADING, leaderboard_columns, loss_tables
 
 GROUP = ["model", "config", "suite"]
 # column titles as a person writes them (the JSON keeps the keys)
@@ -24,9 +25,20 @@ TITLES = {"model": "Model", "config": "Agent configuration", "suite": "Suite", "
           "mean_turns": "Turns (mean)", "prompt_tokens": "Prompt tokens (mean)",
           "completion_tokens": "Completion tokens (mean)", "wall_s_per_trial": "Seconds per trial",
           "tokens_per_s": "Tokens/s", "exit_status": "Exit statuses"}
+# means of a suite's own per-trial metrics (trace prediction), shown only for rows that record them
+METRIC_TITLES = {"exact_match": "Exact trace %", "prefix_accuracy": "Prefix accuracy %",
+                 "first_divergence": "First divergence (mean frame)"}
+PERCENT_METRICS = {"exact_match", "prefix_accuracy"}
+TITLES.update(METRIC_TITLES)
 WHOLE = {"tasks", "trials", "infra_errors", "tampering", "k", "prompt_tokens", "completion_tokens"}  # counts and tokens
 MISSING = "\u2013"  # an en dash where there is no number
+HEADINGS = {LOSSES: LOSSES_HEADING}  # tables not by a label
 FOOTNOTE = f"95% interval: {INTERVAL_METHOD}. Infrastructure errors are counted apart and never scored."
+
+
+def heading(key: str) -> str:
+    """The title of a breakdown table: its own, or "By <label>"."""
+    return HEADINGS.get(key) or "By " + key.replace("_", " ")
 
 
 def resolve_runs(names: list[str], root: Path) -> list[Path]:
@@ -84,13 +96,29 @@ def leaderboard_row(trials: pd.DataFrame) -> dict:
     return row
 
 
+def metric_columns(trials: pd.DataFrame) -> dict:
+    """The mean of each per-trial metric a suite records (index column `metrics`) over the scored trials that have it;
+    the first divergence is averaged over the trials that diverged. {} when the trials record none."""
+    if "metrics" not in trials:
+        return {}
+    scored = trials[trials["outcome"] != "error"]
+    columns = {}
+    for key in METRIC_TITLES:
+        values = [m[key] for m in scored["metrics"] if isinstance(m, dict) and m.get(key) is not None]
+        if values:
+            columns[key] = sum(values) / len(values) * (100 if key in PERCENT_METRICS else 1)
+    return columns
+
+
 def _mean_pass(per_task: list[list[bool]], k: int) -> float:
     values = [pass_at_k(len(a), sum(a), k) for a in per_task if len(a) >= k]
     return sum(values) / len(values) if values else float("nan")
 
 
 def leaderboard(frame: pd.DataFrame) -> pd.DataFrame:
-    rows = [{**dict(zip(GROUP, key)), **leaderboard_row(group)} for key, group in frame.groupby(GROUP)]
+    rows = [{**dict(zip(GROUP, key)), **leaderboard_row(group), **leaderboard_columns(group),  # tts: candidates
+             **metric_columns(group)}
+            for key, group in frame.groupby(GROUP)]
     return pd.DataFrame(rows).sort_values(["suite", "resolved_pct"], ascending=[True, False], ignore_index=True)
 
 
@@ -104,7 +132,7 @@ def breakdowns(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 for values, group in with_label.groupby([*GROUP, key])]
         if rows:
             tables[key] = pd.DataFrame(rows)
-    return tables
+    return {**tables, **loss_tables(frame)}  # tts runs: where selection lost against the oracle
 
 
 def _short(trials: pd.DataFrame) -> dict:
@@ -176,7 +204,7 @@ def _markdown_table(table: pd.DataFrame) -> str:
 def markdown(board: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> str:
     parts = ["# Leaderboard", "", _markdown_table(board), "", FOOTNOTE, ""]
     for key, table in tables.items():
-        parts += [f"## By {key.replace('_', ' ')}", "", _markdown_table(table), ""]
+        parts += [f"## {heading(key)}", "", _markdown_table(table), ""]
     return "\n".join(parts)
 
 

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness.redact import scrub  # noqa: E402
-from harness.report import FOOTNOTE, MISSING, display  # noqa: E402
+from harness.report import FOOTNOTE, MISSING, display, heading  # noqa: E402
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;font-size:14px}th{background:#f3f3f3;cursor:pointer}
@@ -135,7 +135,7 @@ def write_html(board: pd.DataFrame, tables: dict[str, pd.DataFrame], frame: pd.D
                                       "wall_seconds": "Seconds"})
     body = [f"<h1>Leaderboard</h1>{table(display(board))}<p class='note'>{html.escape(FOOTNOTE)}</p>",
             f"<h2>Plots</h2>{plots(board, frame)}"]
-    body += [f"<h2>By {html.escape(key.replace('_', ' '))}</h2>{table(display(t))}" for key, t in tables.items()]
+    body += [f"<h2>{html.escape(heading(key))}</h2>{table(display(t))}" for key, t in tables.items()]
     body.append(f"<h2>Trials</h2>{table(listing, links)}")
     out.write_text(page("cwm-eval leaderboard", "".join(body)))
     return out

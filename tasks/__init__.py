@@ -7,15 +7,18 @@ from pathlib import Path
 from harness.errors import UserError
 
 DEMO_PATH = Path(__file__).parent / "demo"
-SUITES = ("demo", "swebench", "terminal-bench", "livecodebench")
+SUITES = ("demo", "swebench", "terminal-bench", "livecodebench", "cruxeval", "trace-prediction")
 LCB = ("livecodebench",)
+SAMPLED = ("livecodebench", "cruxeval", "trace-prediction")  # suites whose trials are model samples (--samples)
 # `cwm-eval run` options that only some suites use: given to another suite, they are refused, not ignored
 SUITE_OPTIONS = {
-    "dataset": ("swebench", "terminal-bench", "livecodebench"), "split": ("demo", "swebench", "livecodebench"),
+    "dataset": ("swebench", "terminal-bench", "livecodebench", "cruxeval", "trace-prediction"),
+    "split": ("demo", "swebench", "livecodebench", "cruxeval"),
     "image_source": ("demo", "swebench"), "namespace": ("demo", "swebench"), "image_map": ("terminal-bench",),
     "agent_timeout_multiplier": ("terminal-bench",), "test_timeout_multiplier": ("terminal-bench", "livecodebench"),
-    "release": LCB, "since": LCB, "until": LCB, "difficulty": LCB, "platform": LCB, "scenario": LCB, "samples": LCB,
-    "protocol": LCB, "lcb_source": LCB,
+    "release": LCB, "since": LCB, "until": LCB, "difficulty": LCB, "platform": LCB, "samples": SAMPLED,
+    "scenario": ("demo", "swebench", "livecodebench"),
+    "protocol": LCB, "lcb_source": LCB, "prompt_style": ("cruxeval",),
 }
 
 
@@ -42,21 +45,32 @@ def load_suite(name: str, dataset: str | None = None, *, selection=None, **optio
         return _terminal_bench(dataset, selection, **options)
     if name == "livecodebench":
         return _livecodebench(dataset, selection, **options)
+    if name == "cruxeval":
+        return _cruxeval(dataset, selection, **options)
+    if name == "trace-prediction":
+        return _trace_prediction(dataset, selection, **options)
     raise UserError(f"unknown suite {name!r}; valid suites: {', '.join(SUITES)}")
 
 
 def _swebench(name: str, dataset: str | None, selection, *, split: str = "test", image_source: str | None = None,
-              namespace: str | None = "swebench", **_):
+              namespace: str | None = "swebench", scenario: str | None = None, cwm_source=None, **_):
     from tasks.swebench.dataset import Selection
     from tasks.swebench.suite import SweBenchSuite
+    from tasks.swebench.testgen import SCENARIOS, TestgenSuite, check_texts
+
+    if (scenario or "patch") not in SCENARIOS:
+        raise UserError(f"suite {name} has no --scenario {scenario!r}; use {' or '.join(SCENARIOS)}")
 
     if name == "demo":
         dataset = str(DEMO_PATH)
     elif not dataset:
         raise UserError("suite swebench needs --dataset: a hub name (verified, lite, SWE-bench/SWE-bench_Verified"
                         "), a .json/.jsonl/.parquet file or a swebench task repo folder")
-    return SweBenchSuite(Selection(dataset=dataset, split=split, namespace=namespace, **selection.model_dump()),
-                         image_source, name=name)
+    if scenario == "testgen":
+        check_texts(cwm_source)
+    cls = TestgenSuite if scenario == "testgen" else SweBenchSuite
+    return cls(Selection(dataset=dataset, split=split, namespace=namespace, **selection.model_dump()), image_source,
+               name=name)
 
 
 def _terminal_bench(dataset: str | None, selection, *, image_map: dict[str, str] | None = None,
@@ -71,7 +85,7 @@ def _terminal_bench(dataset: str | None, selection, *, image_map: dict[str, str]
 
 def _livecodebench(dataset: str | None, selection, *, release: str | None = None, split: str = "test", since=None,
                    until=None, difficulty: list[str] | str | None = None, platform: list[str] | str | None = None,
-                   scenario: str = "codegen", samples: int = 10, test_timeout: float = 6.0,
+                   scenario: str | None = None, samples: int | None = None, test_timeout: float = 6.0,
                    test_timeout_multiplier: float = 1.0, protocol: str = "cwm", cwm_source=None, lcb_source=None,
                    **_):
     from pydantic import ValidationError
@@ -87,6 +101,21 @@ def _livecodebench(dataset: str | None, selection, *, release: str | None = None
     except ValidationError as exc:
         raise UserError(f"livecodebench: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']} "
                         "(dates are YYYY-MM-DD)") from None
-    return LiveCodeBenchSuite(lcb, scenario=scenario, samples=samples,
+    return LiveCodeBenchSuite(lcb, scenario=scenario or "codegen", samples=10 if samples is None else samples,
                               timeout=test_timeout * test_timeout_multiplier, protocol=protocol,
                               cwm_source=cwm_source, lcb_source=lcb_source)
+
+
+def _cruxeval(dataset: str | None, selection, *, split: str = "test", samples: int | None = None,
+              prompt_style: str = "plain", cwm_source=None, **_):
+    from tasks.cruxeval.dataset import Selection
+    from tasks.cruxeval.suite import CruxEvalSuite
+
+    return CruxEvalSuite(Selection(dataset=dataset, split=split, **selection.model_dump()), prompt_style=prompt_style,
+                         samples=samples or 1, cwm_source=cwm_source)
+
+
+def _trace_prediction(dataset: str | None, selection, *, samples: int | None = None, cwm_source=None, **_):
+    from tasks.trace_prediction.suite import TracePredictionSuite
+
+    return TracePredictionSuite(dataset, selection, samples=samples or 1, cwm_source=cwm_source)

@@ -103,8 +103,11 @@ class ScriptedServer:
             return self.turns.pop(0) if self.turns else "I am not sure what to do next."
 
     def completion(self, request: dict) -> dict:
-        """Token ids in, token ids out, as vLLM answers /v1/completions with return_token_ids."""
+        """Token ids in, token ids out, as vLLM answers /v1/completions with return_token_ids; a text prompt
+        (a string, or a list of one) gets the scripted text back, with token ids only when there is a tokenizer."""
         text = self.next_turn(request)
+        if self.tokenizer is None and not all(isinstance(i, int) for i in request["prompt"]):
+            return self.text_completion(request, text)
         ids = self.tokenizer.encode(text, add_special_tokens=False) + [self.tokenizer.eos_token_id]
         logprobs = {"token_logprobs": [-0.5] * len(ids), "tokens": [str(i) for i in ids]} if request.get(
             "logprobs") is not None else None
@@ -114,6 +117,15 @@ class ScriptedServer:
                          "prompt_token_ids": request["prompt"]}],
             "usage": {"prompt_tokens": len(request["prompt"]), "completion_tokens": len(ids),
                       "total_tokens": len(request["prompt"]) + len(ids)},
+        }
+
+    def text_completion(self, request: dict, text: str) -> dict:
+        prompt_tokens, completion_tokens = len(str(request["prompt"])) // 4, max(1, len(text) // 4)
+        return {
+            "id": f"cmpl-{len(self.requests)}", "object": "text_completion", "created": 0, "model": self.model,
+            "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
         }
 
     def chat_completion(self, request: dict) -> dict:

@@ -2,7 +2,8 @@
 
 Each reply: count the turn, fail at the context or turn limit, parse (one `</think>`, one tool call), run the tool,
 answer with the output wrapper and the budget. A malformed reply after a submission ends the episode and its
-submission is graded; before one, the error goes back to the model as a user message.
+submission is graded; before one, the error goes back to the model as a user message. In the test-generation
+scenario (agents/cwm/testgen.py) any malformed reply ends it: graded after a submission, failed before one.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from agents.base import AgentResult, TrialEnv
 from agents.cwm.config import CwmConfig
 from agents.cwm.guided import structured_outputs, turn_pattern
+from agents.cwm.testgen import scenario_texts
 from agents.cwm.texts import FormatError, NoSuchToolError, ProjectTexts, Texts, terminal_prompt
 from agents.cwm.tools import install_plugins, run_tool
 from harness.conversation import ChatConversation, ChatRenderer, CharEstimate, Conversation, RendererTokens, \
@@ -76,12 +78,13 @@ class CwmAgent:
         cfg = self.config.model_copy(update={"context_size": min(
             self.config.context_size, self.client.max_model_len or self.config.context_size)})
         episode = Episode()
+        texts = scenario_texts(self.texts, env.suite)  # the suite's scenario: fix the issue, or write a test
         if {"edit", "create"} & set(cfg.tools):
             started = time.monotonic()
-            await asyncio.to_thread(install_plugins, env.sandbox, self.texts)
+            await asyncio.to_thread(install_plugins, env.sandbox, texts)
             episode.usage.setup_seconds = time.monotonic() - started
         counter = self.counter()
-        messages = initial_messages(env.task, env.suite, self.texts, cfg, counter)
+        messages = initial_messages(env.task, env.suite, texts, cfg, counter)
         for message in messages:
             env.trajectory.write(event("message", **message))
         conversation = self.conversation(messages)
@@ -101,13 +104,14 @@ class CwmAgent:
                                graded=status is ExitStatus.SUBMITTED)
 
         try:
-            return await self._loop(env, cfg, episode, counter, conversation, finish, submit_note)
+            return await self._loop(env, cfg, episode, counter, conversation, finish, submit_note, texts)
         except asyncio.CancelledError:  # the trial's time ran out: what was sampled so far is still the episode's
             record_tokens()
             raise
 
     async def _loop(self, env: TrialEnv, cfg: CwmConfig, episode: Episode, counter: TokenCounter,
-                    conversation: Conversation, finish, submit_note: bool) -> AgentResult:
+                    conversation: Conversation, finish, submit_note: bool, texts: Texts) -> AgentResult:
+        ends_on_any_error = getattr(texts, "any_format_error_ends", False)
         while True:
             room = cfg.context_size - conversation.tokens_used
             if room <= 0:  # CWM's harness stops once the observations fill the context
@@ -128,30 +132,31 @@ class CwmAgent:
             answer = text.split(THINK_END, 1)[-1]
             try:
                 if ends != 1:
-                    raise FormatError(self.texts.think_end_error(ends))
-                name, body = self.texts.parse_tool_calls(answer)
+                    raise FormatError(texts.think_end_error(ends))
+                name, body = texts.parse_tool_calls(answer)
                 if name not in cfg.tools:
-                    raise NoSuchToolError(self.texts.no_such_tool(name))
+                    raise NoSuchToolError(texts.no_such_tool(name))
             except (FormatError, NoSuchToolError) as exc:
-                if episode.patch is not None and ends == 1 and (not cfg.strict_format or "##" in answer):
+                if episode.patch is not None and (ends_on_any_error or ends == 1 and (not cfg.strict_format
+                                                                                      or "##" in answer)):
                     return finish(ExitStatus.SUBMITTED)  # the final response: grade the submission
                 episode.format_errors += 1
                 env.trajectory.write(event("format_error", turn=episode.turns, error=f"{type(exc).__name__}: {exc}"))
-                if cfg.strict_format:
+                if cfg.strict_format or ends_on_any_error:
                     return finish(ExitStatus.FORMAT_ERROR)
                 feedback = counter.truncate_message("user", f"{type(exc).__name__}: {exc}", cfg.max_user_turn_len,
                                                     "right")
                 conversation.add("user", feedback)
                 env.trajectory.write(event("message", role="user", content=feedback, turn=episode.turns))
                 continue
-            outcome = await asyncio.to_thread(run_tool, name, body, env.session, self.texts, submit_note)
+            outcome = await asyncio.to_thread(run_tool, name, body, env.session, texts, submit_note)
             episode.usage.command_seconds += outcome.seconds
             feedback = outcome.feedback
             if name == "submit" and outcome.success:
                 episode.patch = outcome.patch
                 if not submit_note:
-                    feedback = self.texts.submission_feedback(outcome.patch)
-            content = self.observation(counter, cfg, conversation.tokens_used, episode.turns, name, feedback)
+                    feedback = texts.submission_feedback(outcome.patch)
+            content = self.observation(counter, cfg, conversation.tokens_used, episode.turns, name, feedback, texts)
             conversation.add(f"tool: {name}", content)
             env.trajectory.write(event("message", role=f"tool: {name}", content=content, turn=episode.turns,
                                        tool=name, command=body, success=outcome.success,
@@ -166,12 +171,13 @@ class CwmAgent:
         return structured_outputs(turn_pattern(cfg.tools, max_tokens, final_answer=episode.patch is not None))
 
     def observation(self, counter: TokenCounter, cfg: CwmConfig, used: int, turns: int, tool: str,
-                    feedback: str) -> str:
+                    feedback: str, texts: Texts | None = None) -> str:
         """Output wrapper, blank line, budget; the budget's token figure is CWM's estimate (unfilled template)."""
+        texts = texts or self.texts
         role = f"tool: {tool}"
-        wrapped = self.texts.output(feedback)
-        estimate = min(cfg.max_user_turn_len, counter.message_count(role, f"{wrapped}\n\n{self.texts.budget_template}"))
-        budget = self.texts.budget(cfg.max_turns - turns, cfg.context_size - used - estimate)
+        wrapped = texts.output(feedback)
+        estimate = min(cfg.max_user_turn_len, counter.message_count(role, f"{wrapped}\n\n{texts.budget_template}"))
+        budget = texts.budget(cfg.max_turns - turns, cfg.context_size - used - estimate)
         return counter.truncate_message(role, f"{wrapped}\n\n{budget}", cfg.max_user_turn_len, "right")
 
     def _record_reply(self, env: TrialEnv, episode: Episode, reply) -> None:

@@ -11,6 +11,7 @@ cwm-eval holds none of CWM's texts or code. With `--cwm-source DIR` the agent ta
   (`_cwm_source_<hash>`), so their relative imports resolve without running CWM's package `__init__.py` files (which
   need `unidiff` and more). No `cwm*` entry of `sys.modules` is read or written.
 - `cwm/rl/swerl/plugins/{edit,create}.py` are not loaded here: the agent copies them byte for byte into the container.
+- the test-generation scenario's texts are loaded on first use, by `CwmSourceTexts.testgen()` (cwm_source_testgen.py).
 
 A tree that is not a CWM checkout gives a one-line `UserError` naming the missing file or name.
 """
@@ -112,6 +113,7 @@ class CwmSourceTexts:
         self._constants = _string_constants(root, tree)
         self._think_end = _think_end_message(root, tree)
         self.budget_template = self._constants["BUDGET_NOTICE_TEMPLATE"]
+        self._testgen = None  # the test-generation texts, loaded on first use (cwm_source_testgen.py)
         self._modules = _load_modules(root)
         try:
             self._bind(root)
@@ -197,6 +199,15 @@ class CwmSourceTexts:
         result = self._tools.submit_diff_file(_Backend(run_bash), body)
         return bool(result.success), result.output
 
+    def testgen(self):
+        """CWM's test-generation texts and submit, from the same checkout (loaded once, on first use)."""
+        from agents.cwm.cwm_source_testgen import CwmTestgenTexts
+
+        with _lock:
+            if self._testgen is None:
+                self._testgen = CwmTestgenTexts(self.root, self._tools)
+            return self._testgen
+
     def _check(self) -> None:
         """Use every text and function once, so a tree that does not fit fails at load and not in the middle of a run."""
         try:
@@ -249,7 +260,8 @@ def _string_value(node: ast.expr) -> str | None:
     return None
 
 
-def _string_constants(root: Path, tree: ast.Module) -> dict[str, str]:
+def _string_constants(root: Path, tree: ast.Module, constants: dict[str, tuple[str, ...]] = CONSTANTS,
+                      where: str = SWERL_TOOL) -> dict[str, str]:
     found: dict[str, str] = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -258,18 +270,18 @@ def _string_constants(root: Path, tree: ast.Module) -> dict[str, str]:
             target, value = node.target.id, node.value
         else:
             continue
-        if target in CONSTANTS:
+        if target in constants:
             text = _string_value(value)
             if text is None:
-                raise not_cwm(root, f"{SWERL_TOOL}: {target} is not a string literal")
+                raise not_cwm(root, f"{where}: {target} is not a string literal")
             found[target] = text
-    for name, fields in CONSTANTS.items():
+    for name, fields in constants.items():
         if name not in found:
-            raise not_cwm(root, f"{SWERL_TOOL} has no string constant {name}")
+            raise not_cwm(root, f"{where} has no string constant {name}")
         try:
             found[name].format(**{field: "" for field in fields})
         except (KeyError, IndexError, ValueError) as exc:
-            raise not_cwm(root, f"{SWERL_TOOL}: {name} has placeholders other than "
+            raise not_cwm(root, f"{where}: {name} has placeholders other than "
                                  f"{', '.join('{' + field + '}' for field in fields)} ({one_line(exc)})") from exc
     return found
 

@@ -1,0 +1,1 @@
+"""CruxEval-O: output prediction, graded by running the program in a sandbox."""
