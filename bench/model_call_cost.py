@@ -3,13 +3,17 @@ of turn 10.
 
 A vLLM-like server runs in a separate process (so its CPU is not counted): it answers chat with the whole prompt's
 token ids (`return_token_ids`), about one id per 4 characters of a message. This process's CPU (time.process_time)
-is measured per agent step (the call, the trajectory record) at turns 10 and 120, with messages of CWM's size (a
-1 KB reply, a 3 KB observation: about 120K tokens by turn 120). Contenders: `new`, the harness's `ModelClient`;
-`old`, the previous path (the openai SDK's `chat.completions.create` on one long-lived client, its reply recorded
-with the whole prompt's ids), for before/after; `wire`, a bare httpx POST of the same requests, encoded beforehand,
-reading the same replies: the floor, what the bytes on the wire alone cost. Each round runs every contender at both
-lengths, interleaved (the order reversed every other round), so a busy machine slows the lengths alike; printed are
-min/median/max over rounds of the per-round ratio turn120/turn10.
+is measured per model call (`conversation.sample`) and per step (the call, the trajectory record, the next
+observation) over the 8 steps ending at turns 10 and 120, with messages of CWM's size (a 1 KB reply, a 3 KB
+observation: about 120K tokens by turn 120, a 0.5 MB request and a 0.7 MB reply).
+
+Contenders: `new`, the harness's `ModelClient` (its requests through aiohttp); `httpx`, the same client with its
+requests through httpx, as before this change; `old`, the path before that (the openai SDK's
+`chat.completions.create` on one long-lived client, its reply recorded with the whole prompt's ids). Floors, the
+same requests encoded beforehand and their replies read, nothing else: `wire` through aiohttp, `wire-httpx` through
+httpx, and `socket`, a blocking socket writing and reading the bytes with no HTTP library (what the bytes cost by
+themselves). Each round runs every contender at both lengths, interleaved (the order reversed every other round), so
+a busy machine slows the lengths alike; printed are min/median/max over rounds of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import statistics
 import subprocess
 import sys
 import time
+import types
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,9 +34,12 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from harness import endpoints  # noqa: E402
 from harness.conversation import THINK_PREFILL, ChatConversation  # noqa: E402
 from harness.model import ModelClient, ModelReply  # noqa: E402
+from rounds import describe, per_round  # noqa: E402
 
 MODEL, ASSISTANT, EOT = "bench-model", 3, 5
 ROLES = {"system": 1, "user": 2, "assistant": ASSISTANT}
@@ -97,10 +106,11 @@ def serve() -> None:
     server.serve_forever()
 
 
-# --- the two clients --------------------------------------------------------------------------------------------
+# --- the clients ------------------------------------------------------------------------------------------------
 
 class OldClient:
-    """The previous request path: the openai SDK on one client per endpoint, the reply with the whole prompt."""
+    """The request path before the harness encoded its own requests: the openai SDK on one client per endpoint, the
+    reply with the whole prompt."""
 
     def __init__(self, url: str):
         import openai
@@ -122,6 +132,25 @@ class OldClient:
                           sampling={"temperature": 1.0, "top_p": 0.95, "max_tokens": max_tokens})
 
 
+async def httpx_post(endpoint: endpoints.Endpoint, path: str, body: bytes) -> bytes:
+    """An endpoint's POST as it was before aiohttp: one long-lived httpx client (errors left out)."""
+    import httpcore
+
+    loop = asyncio.get_running_loop()
+    if getattr(endpoint, "httpx_loop", None) is not loop:
+        httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = 1 << 20  # as the harness raised it then
+        endpoint.httpx, endpoint.httpx_loop = httpx.AsyncClient(headers=endpoint.headers, timeout=600), loop
+    return (await endpoint.httpx.post(f"{endpoint.url}{path}", content=body, headers=endpoints.JSON_HEADERS)).content
+
+
+def httpx_client(url: str) -> ModelClient:
+    """The harness's client with its requests through httpx, as before this change."""
+    client = ModelClient(url, model=MODEL)
+    for endpoint in client.pool.endpoints:
+        endpoint.post = types.MethodType(httpx_post, endpoint)
+    return client
+
+
 def observation(turn: int) -> str:
     lines = "".join(f"-rw-r--r-- 1 root root {turn * 37 + i:>6} Jan  1 00:00 src/module_{turn}_{i}.py\n"
                     for i in range(48))
@@ -129,7 +158,6 @@ def observation(turn: int) -> str:
 
 
 OBSERVATIONS = [observation(turn) for turn in range(1000)]
-JSON = {"Content-Type": "application/json"}
 
 
 def opening() -> list[dict]:
@@ -154,60 +182,126 @@ def conversation_at(client, turn: int) -> ChatConversation:
     return conversation
 
 
-async def cpu_per_step(client, turn: int) -> float:
-    """Seconds of CPU per step over the STEPS steps ending at `turn`, after an untimed first call on the
-    conversation so far (as a run's earlier turns would have made)."""
+async def cpu_per_step(client, turn: int) -> tuple[float, float]:
+    """Seconds of CPU per model call and per step over the STEPS steps ending at `turn`, after an untimed first call
+    on the conversation so far (as a run's earlier turns would have made)."""
     first = turn - STEPS
     conversation = conversation_at(client, first)
     await conversation.sample(1024)
     conversation.add("tool: bash", OBSERVATIONS[first])
-    started = time.process_time()
+    calls, started = 0.0, time.process_time()
     for step in range(first + 1, turn + 1):
+        before = time.process_time()
         reply = await conversation.sample(1024)
+        calls += time.process_time() - before
         record(reply)
         conversation.add("tool: bash", OBSERVATIONS[step])
-    return (time.process_time() - started) / STEPS
+    return calls / STEPS, (time.process_time() - started) / STEPS
 
 
-async def wire_per_step(http: httpx.AsyncClient, url: str, turn: int) -> float:
-    """The floor: CPU per bare httpx POST of the same requests, encoded beforehand, and read of the same replies."""
-    conversation = conversation_at(None, turn - STEPS)
-    bodies = []
+def bodies_at(turn: int) -> list[bytes]:
+    """The requests of the STEPS steps ending at `turn`, encoded."""
+    conversation, bodies = conversation_at(None, turn - STEPS), []
     for step in range(turn - STEPS + 1, turn + 1):
         conversation.messages.append({"role": "assistant", "content": THINK_PREFILL + REPLY + str(step)})
         conversation.messages.append({"role": "tool: bash", "content": OBSERVATIONS[step]})
         bodies.append(json.dumps({"model": MODEL, "messages": conversation.messages, "max_tokens": 1024,
                                   "return_token_ids": True}, separators=(",", ":")).encode())
-    started = time.process_time()
-    for body in bodies:
-        (await http.post(f"{url}/chat/completions", content=body, headers=JSON)).content
-    return (time.process_time() - started) / STEPS
+    return bodies
 
 
-def spread(values: list[float]) -> str:
-    return f"min {min(values):.2f}  median {statistics.median(values):.2f}  max {max(values):.2f}"
+class Floors:
+    """The same requests and replies with nothing else done: through aiohttp, through httpx, and through a blocking
+    socket (the bytes' own cost: the kernel's copies, one read buffer, no HTTP library)."""
+
+    def __init__(self, url: str, turns: tuple[int, int]):
+        self.url, self.bodies = url, {turn: bodies_at(turn) for turn in turns}
+        self.httpx = httpx.AsyncClient(timeout=600)
+        self.session = None
+        host, port = url.split("//")[1].split("/")[0].split(":")
+        self.socket, self.buffer = socket.create_connection((host, int(port))), bytearray(16 << 20)
+
+    async def aiohttp(self, turn: int) -> tuple[float, float]:
+        self.session = self.session or endpoints.new_session(self.url, {}, 600)
+        started = time.process_time()
+        for body in self.bodies[turn]:
+            async with self.session.post(f"{self.url}/chat/completions", data=body,
+                                         headers=endpoints.JSON_HEADERS) as response:
+                await response.read()
+        return ((time.process_time() - started) / STEPS,) * 2
+
+    async def httpx_wire(self, turn: int) -> tuple[float, float]:
+        started = time.process_time()
+        for body in self.bodies[turn]:
+            await self.httpx.post(f"{self.url}/chat/completions", content=body, headers=endpoints.JSON_HEADERS)
+        return ((time.process_time() - started) / STEPS,) * 2
+
+    async def bare(self, turn: int) -> tuple[float, float]:
+        started = time.process_time()
+        for body in self.bodies[turn]:
+            self.exchange(body)
+        return ((time.process_time() - started) / STEPS,) * 2
+
+    def exchange(self, body: bytes) -> int:
+        self.socket.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: %d\r\n\r\n" % len(body))
+        self.socket.sendall(body)
+        view, got, need = memoryview(self.buffer), 0, None
+        while need is None or got < need:
+            got += self.socket.recv_into(view[got:])
+            end = self.buffer.find(b"\r\n\r\n", 0, got) if need is None else -1
+            if end >= 0:
+                at = self.buffer.find(b"Content-Length: ", 0, end) + len(b"Content-Length: ")
+                need = end + 4 + int(self.buffer[at:self.buffer.find(b"\r\n", at)])
+        return need
+
+
+def sizes(floors: Floors, turn: int) -> str:
+    request = len(floors.bodies[turn][-1])
+    reply = floors.exchange(floors.bodies[turn][-1])
+    return f"turn {turn}: request {request / 1e3:.0f} KB, reply {reply / 1e3:.0f} KB"
 
 
 async def measure(url: str, rounds: int, short: int, long: int) -> None:
-    new, old, http = ModelClient(url, model=MODEL), OldClient(url), httpx.AsyncClient(timeout=600)
+    new, before, old = ModelClient(url, model=MODEL), httpx_client(url), OldClient(url)
     new.check()
-    contenders = {"new": lambda turn: cpu_per_step(new, turn), "old": lambda turn: cpu_per_step(old, turn),
-                  "wire": lambda turn: wire_per_step(http, url, turn)}
+    before.check()
+    floors = Floors(url, (short, long))
+    print(f"bytes per call: {sizes(floors, short)}; {sizes(floors, long)}")
+    contenders = {"new": lambda turn: cpu_per_step(new, turn), "httpx": lambda turn: cpu_per_step(before, turn),
+                  "old": lambda turn: cpu_per_step(old, turn), "wire": floors.aiohttp,
+                  "wire-httpx": floors.httpx_wire, "socket": floors.bare}
     runs = [(name, turn) for name in contenders for turn in (short, long)]
-    times: dict[tuple[str, int], list[float]] = {run: [] for run in runs}
+    times: dict[tuple[str, int], list[tuple[float, float]]] = {run: [] for run in runs}
     for name, turn in runs:  # warm-up: connections, imports, caches
         await contenders[name](turn)
     for number in range(rounds):
         for name, turn in runs if number % 2 == 0 else runs[::-1]:  # interleaved, the order reversed every round
             times[name, turn].append(await contenders[name](turn))
-    for name in contenders:
-        a, b = times[name, short], times[name, long]
-        print(f"{name}: CPU per step at turn {short}: median {1000 * statistics.median(a):.2f} ms; "
-              f"at turn {long}: median {1000 * statistics.median(b):.2f} ms")
-        print(f"  ratio turn {long} / turn {short} per round: {spread([y / x for x, y in zip(a, b)])}"
-              + ("   target <= 1.20" if name == "new" else ""))
-    before, after = times["old", long], times["new", long]
-    print(f"old / new at turn {long} per round: {spread([x / y for x, y in zip(before, after)])}")
+    await floors.session.close()
+    report(times, short, long)
+
+
+def report(times: dict, short: int, long: int) -> None:
+    def series(name: str, turn: int, part: int) -> list[float]:
+        return [t[part] for t in times[name, turn]]
+
+    for name in dict.fromkeys(name for name, _ in times):
+        for part, what in enumerate(("model call", "whole step") if name in ("new", "httpx", "old") else ("call",)):
+            a, b = series(name, short, part), series(name, long, part)
+            print(f"{name:>10} {what:>10}: CPU at turn {short} {1000 * statistics.median(a):.2f} ms, at turn {long} "
+                  f"{1000 * statistics.median(b):.2f} ms (+{1000 * (statistics.median(b) - statistics.median(a)):.2f});"
+                  f" ratio {long}/{short} per round: {describe(per_round(b, a))}"
+                  + ("   target <= 1.20" if name == "new" else ""))
+    for name, floor in (("new", "wire"), ("httpx", "wire-httpx")):
+        own = {turn: [x - y for x, y in zip(series(name, turn, 0), series(floor, turn, 0))]
+               for turn in (short, long)}
+        print(f"{name} above its floor ({floor}), the harness's own CPU per call: turn {short} "
+              f"{1000 * statistics.median(own[short]):.2f} ms, "
+              f"turn {long} {1000 * statistics.median(own[long]):.2f} ms")
+    for name in ("httpx", "old"):
+        print(f"{name} / new at turn {long}, whole step, per round: "
+              f"{describe(per_round(series(name, long, 1), series('new', long, 1)))}")
 
 
 def main() -> None:

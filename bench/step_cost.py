@@ -7,13 +7,15 @@ reply and a command printing ~3 KB, so that the prompt reaches about 120K tokens
 process's CPU (time.process_time, all its threads) is read as each model call starts: a step's CPU is the
 difference between two calls (the reply's handling, the tool call's parsing, the command's round trip in the
 container's shell, the trajectory record, the next request). Printed per trial: the median CPU per step over the
-8 steps ending at each turn measured; then min/median/max over trials of the ratio turn 120 / turn 10.
+8 steps ending at each turn measured; then min/median/max over trials of the ratio turn 120 / turn 10. With
+`--before`, trials alternate (ABBA...) with trials whose model requests go through httpx, as before aiohttp.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import statistics
 import subprocess
 import sys
@@ -22,13 +24,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from agents import make_agent  # noqa: E402
 from agents.cwm.agent import CwmConfig  # noqa: E402
 from harness.config import RunConfig  # noqa: E402
+from harness.endpoints import Endpoint  # noqa: E402
 from harness.model import ModelClient  # noqa: E402
 from harness.runner import Runner  # noqa: E402
 from tasks import load_suite  # noqa: E402
+from model_call_cost import httpx_post  # noqa: E402
 
 STEPS = 8
 TURNS = 128
@@ -57,6 +62,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--short", type=int, default=10)
     parser.add_argument("--long", type=int, default=120)
+    parser.add_argument("--before", action="store_true", help="alternate with trials through httpx")
     args = parser.parse_args()
     marks: list[float] = []
     chat = ModelClient.chat
@@ -68,22 +74,32 @@ def main() -> None:
     ModelClient.chat = timed_chat
     server = subprocess.Popen([sys.executable, str(Path(__file__).parent / "model_call_cost.py"), "--serve"],
                               stdout=subprocess.PIPE, text=True)
-    ratios = []
+    paths = {"aiohttp": Endpoint.post, **({"httpx": httpx_post} if args.before else {})}
+    ratios: dict[str, list[float]] = {name: [] for name in paths}
+    cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in paths}
+    run_ids = itertools.count(1)
     try:
         url = f"http://127.0.0.1:{server.stdout.readline().strip()}/v1"
         with tempfile.TemporaryDirectory() as output:
             trial(url, Path(output), 0, marks)  # warm-up: images, imports, caches
             for number in range(1, args.trials + 1):
-                trial(url, Path(output), number, marks)
-                short, long = step_cpu(marks, args.short), step_cpu(marks, args.long)
-                ratios.append(long / short)
-                print(f"trial {number}: {len(marks)} model calls; CPU per step at turn {args.short}: "
-                      f"{1000 * short:.2f} ms, at turn {args.long}: {1000 * long:.2f} ms; ratio {long / short:.2f}")
+                for name in paths if number % 2 else reversed(paths):
+                    Endpoint.post = paths[name]
+                    trial(url, Path(output), next(run_ids), marks)
+                    short, long = step_cpu(marks, args.short), step_cpu(marks, args.long)
+                    ratios[name].append(long / short)
+                    cpu[name].append((short, long))
+                    print(f"trial {number} ({name}): {len(marks)} model calls; CPU per step at turn {args.short}: "
+                          f"{1000 * short:.2f} ms, at turn {args.long}: {1000 * long:.2f} ms; ratio {long / short:.2f}")
     finally:
+        Endpoint.post = paths["aiohttp"]
         server.terminate()
         server.wait(timeout=10)
-    print(f"ratio turn {args.long} / turn {args.short} per trial: min {min(ratios):.2f}  "
-          f"median {statistics.median(ratios):.2f}  max {max(ratios):.2f}   target <= 1.20")
+    for name, values in ratios.items():
+        short, long = (1000 * statistics.median(x[i] for x in cpu[name]) for i in (0, 1))
+        print(f"{name}: CPU per step, median over trials: turn {args.short} {short:.2f} ms, turn {args.long} "
+              f"{long:.2f} ms; ratio turn {args.long} / turn {args.short} per trial: min {min(values):.2f}  "
+              f"median {statistics.median(values):.2f}  max {max(values):.2f}   target <= 1.20")
 
 
 if __name__ == "__main__":

@@ -12,11 +12,14 @@ the endpoint's `/models` is probed; after `probe_misses` unanswered probes in a 
 `EndpointHung` (a frozen server is found in about two minutes, however long the request timeout). A server that
 answers its probes is alive: its slow replies are the model's time, cut only by the request timeout.
 
-Requests go out with httpx, one long-lived client per endpoint (its connections and TLS context are kept), and fail
-with the openai SDK's exception classes, which the retry policy and the trial outcomes are written against. Their
-bodies are built from JSON encoded once per message (`EncodedLists`), and a vLLM reply's echo of the whole prompt's
-token ids is cut out before parsing (`cut_prompt_ids`): what the client does per call does not grow with the
-conversation (only the bytes on the wire do).
+Requests go out through one long-lived aiohttp session per endpoint and event loop (its connections and TLS context
+are kept), and fail with the openai SDK's exception classes, which the retry policy and the trial outcomes are
+written against. Their bodies are built from JSON encoded once per message (`EncodedLists`), and a vLLM reply's echo
+of the whole prompt's token ids is cut out before parsing (`cut_prompt_ids`): what the client does per call does not
+grow with the conversation; only the bytes on the wire do (late in a CWM conversation, about 0.5 MB of messages out
+and 0.75 MB of prompt ids back). aiohttp rather than httpx for these: its C parser hands a reply's pieces over as
+they came, where httpx's pure-Python h11 copies each piece about five times; those 1.25 MB cost httpx about twice
+the extra CPU they cost aiohttp, and each call about twice aiohttp's fixed CPU (bench/model_call_cost.py).
 """
 
 from __future__ import annotations
@@ -25,12 +28,15 @@ import asyncio
 import contextlib
 import json
 import re
+import ssl
 import time
+import urllib.request
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
-import httpcore
 import httpx
 import openai
 
@@ -38,15 +44,9 @@ STATUS_ERRORS = {400: openai.BadRequestError, 401: openai.AuthenticationError, 4
                  404: openai.NotFoundError, 409: openai.ConflictError, 422: openai.UnprocessableEntityError,
                  429: openai.RateLimitError}
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
-LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)  # the openai SDK's
+MAX_CONNECTIONS = 1000  # per endpoint, as the openai SDK's
 CONVERSATIONS_KEPT = 128  # conversations whose encoded messages (or prompt ids) are kept, least recently used out
 PROMPT_IDS = re.compile(rb'"prompt_token_ids"\s*:\s*\[')
-# Late in a conversation a vLLM reply is about a megabyte (it echoes the whole prompt's ids). Read in httpcore's 64 KB
-# pieces, each a turn of the event loop through httpcore and h11, it makes a late call's CPU grow most with length.
-# httpx has no per-client setting for this, so it is raised for the process (only httpx's async clients use it).
-READ_BYTES = 1 << 20
-if getattr(httpcore.AsyncHTTP11Connection, "READ_NUM_BYTES", READ_BYTES) < READ_BYTES:
-    httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = READ_BYTES
 
 
 class EndpointHung(openai.APIConnectionError):
@@ -74,6 +74,44 @@ def status_error(response: httpx.Response) -> openai.APIStatusError:
     return kind(message, response=response, body=error)
 
 
+@cache
+def tls_context() -> ssl.SSLContext:
+    """One TLS context for the process, with the certificates httpx (and so the openai SDK) trusts."""
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url` (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY), as httpx uses it."""
+    parts = urlsplit(url)
+    if urllib.request.proxy_bypass_environment(parts.hostname or ""):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    return proxies.get(parts.scheme) or proxies.get("all")
+
+
+def new_session(url: str, headers: dict, timeout: float):
+    """An aiohttp session for `url`. `timeout` bounds connecting and each wait for the reply's next bytes, as httpx's
+    timeout did. The environment's proxy is looked up here, once: aiohttp's `trust_env` looks it up on every request,
+    which cost more CPU than the rest of a request."""
+    import aiohttp
+
+    tls = tls_context() if url.startswith("https:") else True
+    return aiohttp.ClientSession(
+        headers=headers, proxy=env_proxy(url), connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=tls),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout))
+
+
+async def _closed_with_loop(session) -> Any:
+    """Suspended at once; the event loop's shutdown (asyncio.run's `shutdown_asyncgens`) resumes it, which closes the
+    session in its own loop (aiohttp reports a session left open when it is collected)."""
+    try:
+        yield
+    finally:
+        await session.close()
+
+
 @dataclass(eq=False)
 class Endpoint:
     url: str
@@ -84,39 +122,49 @@ class Endpoint:
     down_since: float = 0.0
     answered_at: float = 0.0  # the last reply or probe answer (monotonic)
     served: int = 0
-    _client: httpx.AsyncClient | None = field(default=None, repr=False)
-    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    # per event loop (a session's connections belong to its loop): its aiohttp session and the generator that
+    # closes it when the loop shuts down; loops that have closed are let go when another one comes
+    _sessions: dict = field(default_factory=dict, repr=False)
 
-    @property
-    def client(self) -> httpx.AsyncClient:
-        """The endpoint's one client, made in the running event loop (its connections belong to that loop), and
-        made again only when a new loop uses the endpoint."""
+    async def client(self):
+        """The endpoint's one session in the running event loop."""
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            self._client = httpx.AsyncClient(headers=self.headers, timeout=httpx.Timeout(self.timeout),
-                                             limits=LIMITS)
-            self._loop = loop
-        return self._client
+        if loop not in self._sessions:
+            for closed in [other for other in self._sessions if other.is_closed()]:
+                del self._sessions[closed]
+            session = new_session(self.url, self.headers, self.timeout)
+            closer = _closed_with_loop(session)
+            await closer.__anext__()  # runs to its `yield` without suspending, and joins the loop's generators
+            self._sessions[loop] = session, closer
+        return self._sessions[loop][0]
 
     async def post(self, path: str, body: bytes) -> bytes:
         """The body of the reply to a JSON POST; an openai exception when it fails or answers an error status."""
-        client = self.client
-        request = client.build_request("POST", f"{self.url}{path}", content=body, headers=JSON_HEADERS)
+        import aiohttp
+
+        session, url = await self.client(), f"{self.url}{path}"
         try:
-            response = await client.send(request)
-        except httpx.TimeoutException as exc:
-            raise openai.APITimeoutError(request=request) from exc
-        except httpx.HTTPError as exc:
-            raise openai.APIConnectionError(request=request) from exc
-        if response.status_code >= 400:
-            raise status_error(response)
-        return response.content
+            async with session.post(url, data=body, headers=JSON_HEADERS) as response:
+                status, headers, content = response.status, response.raw_headers, await response.read()
+        except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors (asyncio's is the builtin since 3.11)
+            raise openai.APITimeoutError(request=httpx.Request("POST", url)) from exc
+        except aiohttp.ClientError as exc:
+            raise openai.APIConnectionError(request=httpx.Request("POST", url)) from exc
+        if status >= 400:
+            raise status_error(httpx.Response(status, headers=list(headers), content=content,
+                                              request=httpx.Request("POST", url)))
+        return content
 
     async def probe(self, timeout: float) -> int | None:
         """The status of `GET /models`, None when nothing answers in time."""
+        import aiohttp
+
+        session = await self.client()
         try:
-            return (await self.client.get(f"{self.url}/models", timeout=timeout)).status_code
-        except httpx.HTTPError:
+            async with session.get(f"{self.url}/models", timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                await response.read()  # so that the connection is kept
+                return response.status
+        except (TimeoutError, aiohttp.ClientError):
             return None
 
 

@@ -153,6 +153,6 @@ def test_token_exact_completions_carry_the_constraint_too():
 def test_the_codegen_scenario_refuses_guided_format():
     """LiveCodeBench codegen samples one answer per call, with no tool turns to constrain."""
     config = RunConfig(suite="livecodebench", run_id="r", agent="cwm", cwm={"guided_format": True})
-    codegen = types.SimpleNamespace(trial=object(), samples=10)
+    codegen = types.SimpleNamespace(name="livecodebench", trial=object(), samples=10)
     with pytest.raises(UserError, match="--guided-format"):
         scenario_agent(codegen, config, set())

@@ -1,7 +1,8 @@
 """A model call costs the same at turn 120 as at turn 10 (issue 14, item 1), shown by counts rather than timings:
 each message (and each token-exact prompt id) is encoded once over a whole conversation, a vLLM reply's echo of the
-whole prompt is parsed only where it is new, and every call of an endpoint goes through one long-lived HTTP client.
-`bench/model_call_cost.py` measures the CPU per call."""
+whole prompt is parsed only where it is new, what a call encodes, parses, validates and records is the same late in
+a conversation as early, and every call of an endpoint goes through one long-lived HTTP session, closed with its
+event loop. `bench/model_call_cost.py` measures the CPU per call."""
 
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def test_each_message_is_encoded_once_over_a_120_turn_conversation_through_one_h
         endpoint = client.pool.endpoints[0]
 
         def each(turn, reply):
-            used.append(endpoint._client)
+            used.append(endpoint._sessions[asyncio.get_running_loop()][0])
             encodings.append(client._messages.encoded)
 
         conversation = drive(client, TURNS, each)
@@ -96,23 +97,31 @@ def test_each_message_is_encoded_once_over_a_120_turn_conversation_through_one_h
     assert all(c is used[0] for c in used)
 
 
-def test_a_new_event_loop_gets_its_own_client_and_keeps_it():
-    with ScriptedServer(["a", "b", "c", "d"]) as server:
+def test_a_new_event_loop_gets_its_own_client_and_keeps_it_and_closes_it_at_its_end():
+    with ScriptedServer(["a", "b", "c", "d", "e", "f"]) as server:
         client = ModelClient(server.url, model="scripted-model")
         endpoint = client.pool.endpoints[0]
 
         async def two_calls():
             await client.chat([{"role": "user", "content": "hi"}], 8)
-            first = endpoint._client
+            first = await endpoint.client()
             await client.chat([{"role": "user", "content": "hi"}], 8)
-            assert endpoint._client is first
+            assert await endpoint.client() is first and not first.closed
             return first
 
-        assert asyncio.run(two_calls()) is not asyncio.run(two_calls())
+        one, two = asyncio.run(two_calls()), asyncio.run(two_calls())
+        assert one is not two and one.closed and two.closed
+        assert len(endpoint._sessions) == 1  # the first loop's, closed, was let go
+        loop = asyncio.new_event_loop()  # a loop that is not asyncio.run's ...
+        three = loop.run_until_complete(two_calls())
+        loop.run_until_complete(loop.shutdown_asyncgens())  # ... closes the session where it shuts down as asyncio.run
+        loop.close()
+        assert three.closed
 
 
 def test_check_probes_and_the_model_card_reuse_the_clients(monkeypatch):
-    made = {"sync": 0, "async": 0}
+    made = {"sync": 0, "async": 0, "session": 0}
+    new_session = endpoints.new_session
 
     class Sync(httpx.Client):
         def __init__(self, *args, **kwargs):
@@ -124,12 +133,17 @@ def test_check_probes_and_the_model_card_reuse_the_clients(monkeypatch):
             made["async"] += 1
             super().__init__(*args, **kwargs)
 
+    def session(*args):
+        made["session"] += 1
+        return new_session(*args)
+
     def no_one_off(*args, **kwargs):
         raise AssertionError("a one-off request, with a client (and TLS context) made for it")
 
     monkeypatch.setattr(httpx, "Client", Sync)
     monkeypatch.setattr(httpx, "AsyncClient", Async)
     monkeypatch.setattr(httpx, "get", no_one_off)
+    monkeypatch.setattr(endpoints, "new_session", session)
     with ScriptedServer(["a", "b", "c"]) as server:
         client = ModelClient(server.url)
         assert client.check() == client.check() == "scripted-model" and client.vllm
@@ -144,7 +158,9 @@ def test_check_probes_and_the_model_card_reuse_the_clients(monkeypatch):
                 assert await client.pool._alive(endpoint)  # the hang watch's probe
 
         asyncio.run(calls_and_probes())
-    assert made == {"sync": 1, "async": 1} and len(server.requests) == 3
+    assert made == {"sync": 1, "async": 0, "session": 1} and len(server.requests) == 3
+    [(session, _)] = endpoint._sessions.values()
+    assert session.closed  # by the event loop's shutdown
 
 
 @pytest.mark.parametrize("prefill_in_template", [True, False])
@@ -179,6 +195,108 @@ def test_prompt_ids_are_recorded_as_deltas_that_rebuild_every_prompt(monkeypatch
     kept = [len(prompt) + (len(reply.completion_token_ids) if prefill_in_template else 0)
             for reply, prompt in zip(replies[:-1], server.prompts)]
     assert [r.prompt_token_ids_offset for r in replies[1:]] == kept
+
+
+class CallCounts:
+    """What the client does per call, counted (not timed): bytes it JSON-encodes and JSON-parses, token ids in the
+    reply it validates, bytes of the reply's trajectory record, and calls into the openai SDK's request transform (the
+    walk over every message that made each call cost more than the one before). `wire` is the request's size: the
+    one thing that must grow."""
+
+    FIELDS = ("encoded", "parsed", "ids", "record", "sdk_transforms", "wire")
+
+    def __init__(self, monkeypatch):
+        self.now = dict.fromkeys(self.FIELDS, 0)
+        self.per_call: dict[str, list[int]] = {name: [] for name in self.FIELDS}
+        counting = types.SimpleNamespace(loads=self.loads, dumps=self.dumps)
+        monkeypatch.setattr(model, "json", counting)
+        monkeypatch.setattr(endpoints, "json", counting)
+        transform = openai._utils._transform
+        for name in ("_transform_recursive", "_async_transform_recursive"):
+            monkeypatch.setattr(transform, name, self.counted(getattr(transform, name)))
+
+    def loads(self, data, **kwargs):
+        self.now["parsed"] += len(data)
+        return json.loads(data, **kwargs)
+
+    def dumps(self, value, **kwargs):
+        text = json.dumps(value, **kwargs)
+        self.now["encoded"] += len(text)
+        return text
+
+    def counted(self, function):
+        def wrapper(*args, **kwargs):
+            self.now["sdk_transforms"] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    def add(self, reply, request: dict) -> None:
+        """Close one call: its reply and the request the server got."""
+        self.now["ids"] = sum(len(getattr(reply, name) or []) for name in (
+            "prompt_token_ids", "prompt_token_ids_delta", "completion_token_ids"))
+        self.now["record"] = len(reply.model_dump_json(exclude={"text"}, exclude_none=True))
+        self.now["wire"] = len(json.dumps(request))
+        for name in self.FIELDS:
+            self.per_call[name].append(self.now[name])
+        self.now = dict.fromkeys(self.FIELDS, 0)
+
+
+def count_calls(monkeypatch, turns: int = TURNS) -> dict[str, list[int]]:
+    """Per-call counts over a `turns`-turn chat with a server that echoes the whole prompt's ids, as vLLM does."""
+    counts = CallCounts(monkeypatch)
+    with TokenIdServer([f"step {i:03d}" for i in range(turns)]) as server:
+        client = ModelClient(server.url, model="scripted-model")
+        conversation = ChatConversation(client, [{"role": "system", "content": "You are a coding agent."},
+                                                 {"role": "user", "content": "Fix the median function."}])
+
+        async def run():
+            for turn in range(turns):
+                reply = await conversation.sample(64)
+                counts.add(reply, server.requests[-1])
+                conversation.add("tool: bash", f"{OBSERVATION} {turn:03d}")
+
+        asyncio.run(run())
+    return counts.per_call
+
+
+def growth(per_call: list[int]) -> float:
+    """The most a call late in the conversation (its last 10) counts, over the most an early one (calls 10-19)."""
+    return max(per_call[-10:]) / max(1, max(per_call[10:20]))
+
+
+def test_what_a_call_costs_does_not_grow_with_the_conversation(monkeypatch):
+    per_call = count_calls(monkeypatch)
+    assert growth(per_call["wire"]) > 5  # the request grew (a 120-turn conversation)...
+    for name in ("encoded", "parsed", "ids", "record"):  # ...what the client does per call did not
+        assert growth(per_call[name]) <= 1.05, (name, per_call[name][10:20], per_call[name][-10:])
+        assert min(per_call[name][1:]) > 0, name
+    assert set(per_call["sdk_transforms"]) == {0}
+
+
+def test_the_counts_see_a_call_that_grows_with_the_conversation(monkeypatch):
+    """The counters above catch the regressions they guard against: every message encoded again on each call, the
+    whole prompt's ids parsed and kept on each call, a request through the openai SDK."""
+    seen, fields = EncodedLists.seen, model.prompt_fields
+
+    def forgetful(self, items, variant=None):
+        self._seen.clear()
+        return seen(self, items, variant)
+
+    def whole_prompt(entry, ids, completion):
+        entry.prompt = None
+        return fields(entry, ids, completion)
+
+    monkeypatch.setattr(EncodedLists, "seen", forgetful)
+    monkeypatch.setattr(model, "prompt_fields", whole_prompt)
+    per_call = count_calls(monkeypatch)
+    assert all(growth(per_call[name]) > 3 for name in ("encoded", "parsed", "ids", "record")), {
+        name: growth(values) for name, values in per_call.items()}
+    counts = CallCounts(monkeypatch)
+    with ScriptedServer(["a"]) as server:
+        sdk = openai.AsyncOpenAI(base_url=server.url, api_key="EMPTY", max_retries=0)
+        messages = [{"role": "user", "content": f"message {i}"} for i in range(50)]
+        asyncio.run(sdk.chat.completions.create(model="scripted-model", messages=messages, max_tokens=8))
+    assert counts.now["sdk_transforms"] > len(messages)
 
 
 def test_token_exact_prompt_ids_are_encoded_once():
