@@ -201,10 +201,9 @@ async def predict(client, prompt: str, given: list, max_new: int, max_tokens: in
     from harness.model import ModelServerError
     from harness.traces.format import FRAME_SEP
     from harness.traces.predict import continue_trace
-    from tasks.trace_prediction.completions import complete_text
 
     async def complete(text: str) -> tuple[str, str | None]:
-        reply = await complete_text(client, text, max_tokens, [FRAME_SEP])
+        reply = await client.complete_text(text, max_tokens, [FRAME_SEP])
         return reply.text, reply.finish_reason
 
     try:

@@ -88,6 +88,12 @@ def prompt_fields(seen: Seen, ids: IdsText | None, completion: list[int] | None)
     return fields
 
 
+# vLLM's text-completion fields for prompts written with special-token strings: keep them as text both ways, keep the
+# stop string, and add no second BOS
+VLLM_TEXT_FIELDS = {"skip_special_tokens": False, "spaces_between_special_tokens": False,
+                    "include_stop_str_in_output": True, "add_special_tokens": False}
+
+
 class ContextLimitExceeded(Exception):
     """The server refused the prompt as longer than the model's context."""
 
@@ -320,6 +326,20 @@ class ModelClient:
             sampled = (choice.get("logprobs") or {}).get("token_logprobs")
             text = choice.get("text") or ""
             return self._reply(reply, choice, text, started, sampled, max_tokens, version, {})
+
+    async def complete_text(self, prompt: str, max_tokens: int, stop: list[str]) -> ModelReply:
+        """A raw text completion (`/v1/completions`) cut at the first of `stop`, as CWM's trace demo prompts: the
+        prompt holds special-token strings and begins with its own BOS. On vLLM the special tokens come back as text
+        and the stop string stays in the reply (so that the end of a trace can be told from the end of a frame)."""
+        started, version = time.monotonic(), self.policy.version if self.policy else None
+        vllm = await self._is_vllm()
+        options = {"stop": stop, **(VLLM_TEXT_FIELDS if vllm else {})}
+        raw = await self._with_retries("/completions", body_with(self._fields(max_tokens, options, vllm, False),
+                                                            "prompt", json.dumps(prompt).encode()))
+        with _parsing(raw):
+            reply, _ = cut_prompt_ids(raw)
+            choice = reply["choices"][0]
+            return self._reply(reply, choice, choice.get("text") or "", started, None, max_tokens, version, {})
 
     def _reply(self, reply: dict[str, Any], choice: dict[str, Any], text: str, started: float, logprobs,
                max_tokens: int, version: int | None, ids: dict[str, Any]) -> ModelReply:

@@ -15,7 +15,6 @@ from tasks.base import Task
 from tasks.cruxeval.answer import Answer, parse_answer, trace_answer
 from tasks.cruxeval.grader import grade
 from tasks.livecodebench.codegen import CodegenAgent
-from tasks.trace_prediction.completions import complete_text
 
 TRACE_MAX_TOKENS = 16384  # a predicted trace of one CruxEval program is a few thousand tokens
 
@@ -48,7 +47,7 @@ async def ask(agent: CodegenAgent, config, suite, task: Task, trajectory: Trajec
     limit = min(TRACE_MAX_TOKENS, context_room(agent, config, counter.count(prompt)))
     if limit <= 0:
         raise ContextLimitExceeded("the prompt fills the context")
-    return await complete_text(agent.client, prompt, limit, stop=[END_OF_TEXT])
+    return await agent.client.complete_text(prompt, limit, stop=[END_OF_TEXT])
 
 
 async def sample_trial(suite, runner, task: Task, attempt: int, trajectory: Trajectory, phases) -> dict:

@@ -21,7 +21,6 @@ from harness.traces.run import TraceJob, run_in_container
 from harness.traces.tracer import TraceResult
 from tasks.base import Task
 from tasks.livecodebench.codegen import CodegenAgent
-from tasks.trace_prediction.completions import complete_text
 from tasks.trace_prediction.scoring import GIVEN, score
 
 FRAME_MAX_TOKENS = 2048  # CWM's demo asks for at most this many tokens per frame
@@ -65,7 +64,7 @@ async def predict(agent: CodegenAgent, prompt: str, bound: int, trajectory: Traj
     frames, usage = [], Usage()
     for step in range(bound):
         try:
-            reply = await complete_text(agent.client, prompt, FRAME_MAX_TOKENS, stop=[FRAME_SEP, END_OF_TEXT])
+            reply = await agent.client.complete_text(prompt, FRAME_MAX_TOKENS, stop=[FRAME_SEP, END_OF_TEXT])
         except ContextLimitExceeded:  # the trace so far fills the context: scored as predicted up to here
             trajectory.write(event("context_limit", frames=len(frames)))
             break
