@@ -39,14 +39,8 @@ WRONG = {  # patches that apply and do not resolve
 CANDIDATES = {task: [(WRONG[task], False, 500), (gold(task), True, 900), (WRONG[task], False, 600)]
               for task in (CALC, TEXT)}
 
-GOOD = """from calc import median
-try:
-    value = median([1, 2, 3, 4])
-except Exception:
-    print("Other issues")
-else:
-    print("Issue resolved" if value == 2.5 else "Issue reproduced")
-"""
+from test_testgen import GOOD  # noqa: E402 - the testgen scenario's good test
+
 GOOD_TOO = GOOD.replace("median([1, 2, 3, 4])", "median([20, 10])").replace("2.5", "15")
 # the unpatched repo gives 3, the gold patch 2.5, the wrong patch 2. Each hostile test below would make the wrong
 # patch win (it would pass the wrong patch and tie with GOOD, and majority then picks the wrong one) if the harness

@@ -9,18 +9,18 @@ from collections import defaultdict
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.images import BASE_IMAGE, image_exists
+from harness.images import BASE_IMAGE
 from harness.records import TrialResult
-from harness.sandbox import Sandbox
 from harness.stats import clustered_interval, pass_at_k
 from harness.store import write_json
-from tasks.base import Reference, Task, Verdict
+from tasks.base import Task
+from tasks.sampled import SampledSuite
 from tasks.cruxeval.dataset import Problem, Selection, load_problems
 from tasks.cruxeval.grader import DEFAULT_TIMEOUT
 from tasks.cruxeval.prompts import STYLES, load_texts
 
 
-class CruxEvalSuite:
+class CruxEvalSuite(SampledSuite):
     def __init__(self, selection: Selection, *, prompt_style: str = "plain", samples: int = 1,
                  timeout: float = DEFAULT_TIMEOUT, cwm_source: Path | None = None, image: str = BASE_IMAGE,
                  name: str = "cruxeval"):
@@ -44,10 +44,6 @@ class CruxEvalSuite:
 
         return functools.partial(sample_trial, self)
 
-    def run_label(self, config) -> str:
-        s = config.sampling
-        return f"sampled T={s.temperature:g} top_p={s.top_p:g} n={self.samples} {self.label}"
-
     def describe(self) -> dict:
         return {"prompt_style": self.prompt_style, "prompt_texts": {"origin": self.texts.origin,
                                                                     "comparable": self.texts.comparable},
@@ -65,19 +61,6 @@ class CruxEvalSuite:
         self._problems.update({p.id: p for p in problems})
         return [Task(id=p.id, suite=self.name, image=self.image, workdir="/tmp",
                      instruction=f"f({p.input}) == ??", metadata={"input": p.input}) for p in problems]
-
-    def prepare(self, task: Task) -> None:
-        if not image_exists(task.image):
-            raise RuntimeError(f"image {task.image} is missing: build it with `cwm-eval images bootstrap`")
-
-    def setup(self, task: Task, sandbox: Sandbox) -> None:
-        raise UserError("cruxeval samples a model without an agent container")
-
-    def reference_solution(self, task: Task) -> Reference:
-        raise UserError("cruxeval has no agent reference solution")
-
-    def verify(self, task: Task, patch: str, log_dir: Path, sandbox: Sandbox | None = None) -> Verdict:
-        return Verdict(resolved=False, reward=0.0, infra_error="cruxeval grades inside its own trial body")
 
     def finalize(self, run_dir: Path, results: list[TrialResult], tasks: list[Task]) -> list[str]:
         metrics = summarize(results)

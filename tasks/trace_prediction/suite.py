@@ -10,13 +10,13 @@ from collections import defaultdict
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.images import BASE_IMAGE, image_exists
+from harness.images import BASE_IMAGE
 from harness.records import TrialResult
-from harness.sandbox import Sandbox
 from harness.stats import clustered_interval
 from harness.store import write_json
 from harness.traces.tracer import TraceLimits
-from tasks.base import Reference, Task, Verdict
+from tasks.base import Task
+from tasks.sampled import SampledSuite
 from tasks.selection import TaskSelection
 from tasks.trace_prediction.dataset import BUNDLED, Program, load_programs
 from tasks.trace_prediction.texts import from_cwm, load_trace_texts
@@ -24,7 +24,7 @@ from tasks.trace_prediction.texts import from_cwm, load_trace_texts
 METRICS = ("exact_match", "prefix_accuracy", "first_divergence")
 
 
-class TracePredictionSuite:
+class TracePredictionSuite(SampledSuite):
     def __init__(self, dataset: str | None, selection: TaskSelection, *, samples: int = 1,
                  limits: TraceLimits | None = None, cwm_source: Path | None = None, image: str = BASE_IMAGE,
                  name: str = "trace-prediction"):
@@ -50,10 +50,6 @@ class TracePredictionSuite:
 
         return functools.partial(sample_trial, self)
 
-    def run_label(self, config) -> str:
-        s = config.sampling
-        return f"sampled T={s.temperature:g} top_p={s.top_p:g} n={self.samples} {self.label}"
-
     def describe(self) -> dict:
         return {"dataset": self.dataset or str(BUNDLED.name), "selection": self.selection.model_dump(mode="json"),
                 "samples": self.samples, "tracer_limits": vars(self.limits), "image": self.image,
@@ -70,19 +66,6 @@ class TracePredictionSuite:
         self._programs.update({p.id: p for p in programs})
         return [Task(id=p.id, suite=self.name, image=self.image, workdir="/tmp", instruction=f"trace {p.entry}",
                      metadata={"entry": p.entry, "args": p.args}) for p in programs]
-
-    def prepare(self, task: Task) -> None:
-        if not image_exists(task.image):
-            raise RuntimeError(f"image {task.image} is missing: build it with `cwm-eval images bootstrap`")
-
-    def setup(self, task: Task, sandbox: Sandbox) -> None:
-        raise UserError("trace-prediction samples a model without an agent container")
-
-    def reference_solution(self, task: Task) -> Reference:
-        raise UserError("trace-prediction has no agent reference solution")
-
-    def verify(self, task: Task, patch: str, log_dir: Path, sandbox: Sandbox | None = None) -> Verdict:
-        return Verdict(resolved=False, reward=0.0, infra_error="trace-prediction grades inside its own trial body")
 
     def finalize(self, run_dir: Path, results: list[TrialResult], tasks: list[Task]) -> list[str]:
         metrics = summarize(results)
