@@ -189,7 +189,8 @@ def test_the_trained_folder_is_served_by_vllm(trained):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     preset = Preset(name="local", model=str(trained), served_name="sft-test",
-                    args=["--max-model-len", "2048", "--dtype", "bfloat16"], env={"VLLM_CPU_KVCACHE_SPACE": "1"})
+                    args=["--max-model-len", "2048", "--dtype", "bfloat16", "--enforce-eager"],
+                    env={"VLLM_CPU_KVCACHE_SPACE": "1"})
     server = VllmServer(preset, port=port, log_path=trained.parent / "vllm.log")
     server.start()
     try:

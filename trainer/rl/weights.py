@@ -27,7 +27,7 @@ PROJECT = Path(__file__).resolve().parents[2]  # where vLLM's workers import the
 
 def rl_preset(model: str, served_name: str, max_model_len: int = 4096) -> Preset:
     return Preset(name="rl", model=model, served_name=served_name,
-                  args=["--max-model-len", str(max_model_len), "--dtype", "float32", *RL_ARGS,
+                  args=["--max-model-len", str(max_model_len), "--dtype", "float32", "--enforce-eager", *RL_ARGS,
                         "--worker-extension-cls", EXTENSION],
                   env={"VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONPATH": str(PROJECT), **DEV_ENV})
 
