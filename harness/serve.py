@@ -201,7 +201,7 @@ def ensure_embedded_server(port: int = DEFAULT_PORT, log=print) -> str:
     preset = embedded_preset()
     materialise_embedded(preset, log)
     server = VllmServer(preset, port=port)
-    log(f"starting the embedded model {EMBEDDED} on {url} (about 2 minutes on CPU; log: {server.log_path})")
+    log(f"starting the embedded model {EMBEDDED} on {url} (about a minute on CPU; log: {server.log_path})")
     server.start()
     server.wait_ready()
     log(f"{EMBEDDED} is up at {url} (pid {server.proc.pid}); it keeps running for later runs — "
