@@ -21,13 +21,13 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
-import subprocess
 import sys
 import threading
 import types
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
+from agents.cwm.source_reading import checkout_origin, not_cwm, one_line, parse_file, string_constants
 from agents.cwm.texts import FormatError, NoSuchToolError
 from harness.errors import UserError
 
@@ -109,8 +109,8 @@ class CwmSourceTexts:
             if not (root / name).is_file():
                 raise not_cwm(root, f"{name} not found")
         self.plugin_dir = root / PLUGINS
-        tree = _parse(root, SWERL_TOOL)
-        self._constants = _string_constants(root, tree)
+        tree = parse_file(root, SWERL_TOOL)
+        self._constants = string_constants(root, tree, CONSTANTS, SWERL_TOOL)
         self._think_end = _think_end_message(root, tree)
         self.budget_template = self._constants["BUDGET_NOTICE_TEMPLATE"]
         self._testgen = None  # the test-generation texts, loaded on first use (cwm_source_testgen.py)
@@ -243,49 +243,6 @@ class _Backend:
 # -- reading swerl_tool.py with ast -------------------------------------------------------------------------------
 
 
-def _parse(root: Path, name: str) -> ast.Module:
-    try:
-        return ast.parse((root / name).read_text(encoding="utf-8"), filename=str(root / name))
-    except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
-        raise not_cwm(root, f"cannot read {name} ({one_line(exc)})") from exc
-
-
-def _string_value(node: ast.expr) -> str | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    if (isinstance(node, ast.Call) and not node.args and not node.keywords and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "strip" and isinstance(node.func.value, ast.Constant)
-            and isinstance(node.func.value.value, str)):
-        return node.func.value.value.strip()
-    return None
-
-
-def _string_constants(root: Path, tree: ast.Module, constants: dict[str, tuple[str, ...]] = CONSTANTS,
-                      where: str = SWERL_TOOL) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            target, value = node.targets[0].id, node.value
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
-            target, value = node.target.id, node.value
-        else:
-            continue
-        if target in constants:
-            text = _string_value(value)
-            if text is None:
-                raise not_cwm(root, f"{where}: {target} is not a string literal")
-            found[target] = text
-    for name, fields in constants.items():
-        if name not in found:
-            raise not_cwm(root, f"{where} has no string constant {name}")
-        try:
-            found[name].format(**{field: "" for field in fields})
-        except (KeyError, IndexError, ValueError) as exc:
-            raise not_cwm(root, f"{where}: {name} has placeholders other than "
-                                 f"{', '.join('{' + field + '}' for field in fields)} ({one_line(exc)})") from exc
-    return found
-
-
 def _think_end_message(root: Path, tree: ast.Module) -> list[str | None]:
     """The parts of the f-string message of the FormatError raised in SWERLToolEnv.step: text, or None for the count."""
     where = f"{SWERL_TOOL}: SWERLToolEnv.step"
@@ -380,32 +337,3 @@ def _unload(modules: dict[str, types.ModuleType]) -> None:
     base = next(iter(modules.values())).__name__.split(".")[0]
     for name in [name for name in sys.modules if name == base or name.startswith(base + ".")]:
         sys.modules.pop(name, None)
-
-
-# -- helpers ------------------------------------------------------------------------------------------------------
-
-
-def checkout_origin(root: Path, files: tuple[str, ...]) -> str:
-    """The root, plus its commit when it is the top of a git work tree ("+modified" when `files` changed)."""
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30,
-                                  check=False)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    top = git("rev-parse", "--show-toplevel")
-    commit = git("rev-parse", "HEAD") if top is not None and Path(top).resolve() == root else None
-    if not commit:
-        return str(root)
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", *files)
-    return f"{root} @ {commit}" + (" +modified" if changed else "")
-
-
-def not_cwm(root: Path, problem: str) -> UserError:
-    return UserError(f"CWM source {root}: {one_line(problem)} - is this a checkout of facebookresearch/cwm?")
-
-
-def one_line(value: Any) -> str:
-    return " ".join(str(value).split())

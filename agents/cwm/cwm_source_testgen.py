@@ -12,7 +12,8 @@ from __future__ import annotations
 import types
 from pathlib import Path
 
-from agents.cwm.cwm_source import TOOLS, RunBash, _Backend, _parse, _string_constants, checkout_origin, not_cwm
+from agents.cwm.cwm_source import TOOLS, RunBash, _Backend
+from agents.cwm.source_reading import checkout_origin, not_cwm, parse_file, string_constants
 
 TESTGEN = "cwm/rl/envs/envs/swerl_testgen_tool.py"
 # its own constants, with their placeholders; every other text of the environment is swerl_tool.py's
@@ -30,7 +31,7 @@ class CwmTestgenTexts:
     def __init__(self, root: Path, tools: types.ModuleType):
         if not (root / TESTGEN).is_file():
             raise not_cwm(root, f"{TESTGEN} not found (needed by --scenario testgen)")
-        self._constants = _string_constants(root, _parse(root, TESTGEN), TESTGEN_CONSTANTS, TESTGEN)
+        self._constants = string_constants(root, parse_file(root, TESTGEN), TESTGEN_CONSTANTS, TESTGEN)
         if not callable(getattr(tools, "submit_file", None)):
             raise not_cwm(root, f"{TOOLS} has no submit_file (needed by --scenario testgen)")
         self._tools = tools

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from agents.cwm.cwm_source import _parse, _string_value, checkout_origin, not_cwm
+from agents.cwm.source_reading import checkout_origin, not_cwm, parse_file, string_value
 from harness.errors import UserError
 
 TRACE_DEMO = "demos/cwmdbg.py"
@@ -30,8 +30,8 @@ def load_trace_texts(root: Path):
     for name in (TRACE_DEMO, PROMPTING_GUIDE):
         if not (root / name).is_file():
             raise not_cwm(root, f"{name} not found")
-    tree = _parse(root, TRACE_DEMO)
-    marker = next((_string_value(node.value) for node in tree.body if isinstance(node, ast.Assign)
+    tree = parse_file(root, TRACE_DEMO)
+    marker = next((string_value(node.value) for node in tree.body if isinstance(node, ast.Assign)
                    and [getattr(t, "id", None) for t in node.targets] == ["_START_MARKER"]), None)
     if not marker:
         raise not_cwm(root, f"{TRACE_DEMO} has no string constant _START_MARKER")
