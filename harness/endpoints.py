@@ -14,12 +14,13 @@ answers its probes is alive: its slow replies are the model's time, cut only by 
 
 Requests go out through one long-lived aiohttp session per endpoint and event loop (its connections and TLS context
 are kept), and fail with the openai SDK's exception classes, which the retry policy and the trial outcomes are
-written against. Their bodies are built from JSON encoded once per message (`EncodedLists`), and a vLLM reply's echo
-of the whole prompt's token ids is cut out before parsing (`cut_prompt_ids`): what the client does per call does not
-grow with the conversation; only the bytes on the wire do (late in a CWM conversation, about 0.5 MB of messages out
-and 0.75 MB of prompt ids back). aiohttp rather than httpx for these: its C parser hands a reply's pieces over as
-they came, where httpx's pure-Python h11 copies each piece about five times; those 1.25 MB cost httpx about twice
-the extra CPU they cost aiohttp, and each call about twice aiohttp's fixed CPU (bench/model_call_cost.py).
+written against. Their bodies are built from JSON encoded once per message (`EncodedLists`), and a vLLM reply's
+prompt token ids are cut by the server or compared as bytes (harness/prompt_ids.py): what the client does per call
+does not grow with the conversation; only the bytes on the wire do (late in a CWM conversation, about 0.5 MB of
+messages out, and 0.75 MB of prompt ids back from a server that does not cut them). aiohttp rather than httpx for
+these: its C parser hands a reply's pieces over as they came, where httpx's pure-Python h11 copies each piece about
+five times; those 1.25 MB cost httpx about twice the extra CPU they cost aiohttp, and each call about twice
+aiohttp's fixed CPU (bench/model_call_cost.py).
 """
 
 from __future__ import annotations
@@ -27,18 +28,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import ssl
 import time
 import urllib.request
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
 
 import httpx
 import openai
+
+if TYPE_CHECKING:
+    from harness.prompt_ids import IdsText
 
 STATUS_ERRORS = {400: openai.BadRequestError, 401: openai.AuthenticationError, 403: openai.PermissionDeniedError,
                  404: openai.NotFoundError, 409: openai.ConflictError, 422: openai.UnprocessableEntityError,
@@ -46,7 +49,6 @@ STATUS_ERRORS = {400: openai.BadRequestError, 401: openai.AuthenticationError, 4
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 MAX_CONNECTIONS = 1000  # per endpoint, as the openai SDK's
 CONVERSATIONS_KEPT = 128  # conversations whose encoded messages (or prompt ids) are kept, least recently used out
-PROMPT_IDS = re.compile(rb'"prompt_token_ids"\s*:\s*\[')
 
 
 class EndpointHung(openai.APIConnectionError):
@@ -138,13 +140,14 @@ class Endpoint:
             self._sessions[loop] = session, closer
         return self._sessions[loop][0]
 
-    async def post(self, path: str, body: bytes) -> bytes:
+    async def post(self, path: str, body: bytes, headers: dict | None = None) -> bytes:
         """The body of the reply to a JSON POST; an openai exception when it fails or answers an error status."""
         import aiohttp
 
         session, url = await self.client(), f"{self.url}{path}"
         try:
-            async with session.post(url, data=body, headers=JSON_HEADERS) as response:
+            async with session.post(url, data=body, headers={**JSON_HEADERS, **headers} if headers else JSON_HEADERS
+                                    ) as response:
                 status, headers, content = response.status, response.raw_headers, await response.read()
         except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors (asyncio's is the builtin since 3.11)
             raise openai.APITimeoutError(request=httpx.Request("POST", url)) from exc
@@ -203,9 +206,9 @@ class EndpointPool:
             return min(self.endpoints, key=lambda e: e.down_since)
         return min(healthy, key=lambda e: (e.outstanding, e.served))
 
-    async def post(self, path: str, body: bytes) -> bytes:
+    async def post(self, path: str, body: bytes, headers: dict | None = None) -> bytes:
         """POST `body` to `path` of the least loaded healthy endpoint; the reply's body."""
-        return await self.call(lambda endpoint: endpoint.post(path, body))
+        return await self.call(lambda endpoint: endpoint.post(path, body, headers))
 
     async def call(self, request):
         """Run `request(endpoint)` on the least loaded healthy endpoint."""
@@ -285,9 +288,15 @@ class Seen:
     count: int = 0
     last: object = None
     data: bytearray = field(default_factory=bytearray)
-    prompt: IdsText | None = None
+    prompt: IdsText | None = None  # the last prompt's ids, when its reply had them whole
     completion: bytes = b""  # JSON without brackets
     ids_count: int = 0  # of prompt and completion
+    prompt_count: int = 0  # of prompt
+    # when the server cuts the prompt ids (harness/prompt_ids.py): the digest of the last prompt's ids as JSON, its
+    # length in bytes, and what the last request declared
+    digest: Any = None
+    length: int = 0
+    candidates: list = field(default_factory=list)
 
 
 class EncodedLists:
@@ -325,64 +334,3 @@ def body_with(fields: dict[str, Any], key: str, array: bytes | bytearray) -> byt
     """The request's JSON: `fields`, and `key` holding the already encoded array."""
     head = json.dumps(fields, separators=(",", ":"))[:-1].encode()
     return b"".join((head, b',"', key.encode(), b'":[', array, b"]}"))
-
-
-@dataclass(frozen=True)
-class IdsText:
-    """Token ids as JSON (comma-separated, no brackets or spaces) in `buf` from `start` to `end`: a view into the
-    reply that carried them, never copied."""
-
-    buf: bytes
-    start: int
-    end: int
-
-    def __len__(self) -> int:
-        return self.end - self.start
-
-    def text(self) -> bytes:
-        return self.buf[self.start:self.end]
-
-    def parse(self) -> list[int]:
-        return json.loads(b"[" + self.text() + b"]")
-
-
-def cut_prompt_ids(raw: bytes) -> tuple[dict[str, Any], IdsText | None]:
-    """A vLLM reply parsed without its `prompt_token_ids` array (the whole prompt: long, and mostly known already),
-    and that array (None when there is none)."""
-    match = PROMPT_IDS.search(raw)
-    if match is None:
-        return json.loads(raw), None
-    start, end = match.end(), raw.index(b"]", match.end())
-    reply = json.loads(raw[:match.start()] + b'"prompt_token_ids":null' + raw[end + 1:])
-    comma = raw.find(b",", start, end)
-    if raw[start:start + 1].isspace() or (comma >= 0 and raw[comma + 1:comma + 2].isspace()):  # spaced JSON
-        compact = raw[start:end].translate(None, b" \t\r\n")
-        return reply, IdsText(compact, 0, len(compact))
-    return reply, IdsText(raw, start, end)
-
-
-def _common_prefix(a: bytes, b: bytes) -> int:
-    lo, hi = 0, min(len(a), len(b))  # the shared length is in [lo, hi]
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if b.startswith(a[lo:mid], lo):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def shared_ids(prompt: IdsText, completion: bytes, count: int, new: IdsText) -> tuple[int, IdsText]:
-    """How many leading ids `new` shares with `prompt` then `completion` (`count` ids in all), and the ids after
-    those. Usually `new` extends them: that costs one comparison, in C, and no copy."""
-    buf, start, end = new.buf, new.start, new.end
-    tail = b"," + completion if completion and len(prompt) else completion
-    joint = start + len(prompt) + len(tail)
-    if (buf.startswith(memoryview(prompt.buf)[prompt.start:prompt.end], start, end)
-            and buf.startswith(tail, joint - len(tail), end) and (joint == end or buf[joint:joint + 1] == b",")):
-        return count, IdsText(buf, min(joint + 1, end), end)
-    base, array = prompt.text() + tail, new.text()
-    cut = array.rfind(b",", 0, _common_prefix(base, array))  # the last id boundary inside the shared bytes
-    if cut < 0:
-        return 0, new
-    return array.count(b",", 0, cut) + 1, IdsText(array, cut + 1, len(array))

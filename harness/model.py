@@ -15,9 +15,10 @@ import httpx
 import openai
 from pydantic import BaseModel
 
-from harness.endpoints import (EncodedLists, EndpointHung, EndpointPool, IdsText, Seen, body_with, cut_prompt_ids,
-                               shared_ids, status_of)
+from harness.endpoints import EncodedLists, EndpointHung, EndpointPool, body_with, status_of
 from harness.errors import UserError
+from harness.prompt_delta import HEADER as PROMPT_IDS_HEADER
+from harness.prompt_ids import cut_prompt_ids, declaration, encode_ids, prompt_fields
 from harness.sampling import Sampling  # defined apart: a run's config needs it without the openai SDK
 
 RETRYABLE = (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError, openai.RateLimitError,
@@ -65,27 +66,6 @@ def openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _encode_messages(messages: list[dict[str, Any]], vllm: bool) -> bytes:
     sent = messages if vllm else openai_messages(messages)
     return ",".join(json.dumps(m, separators=(",", ":")) for m in sent).encode()
-
-
-def _encode_ids(ids: list[int], _variant: object = None) -> bytes:
-    return ",".join(map(str, ids)).encode()
-
-
-def prompt_fields(seen: Seen, ids: IdsText | None, completion: list[int] | None) -> dict[str, Any]:
-    """The reply's prompt ids, relative to the conversation's previous call when there was one; keeps what the next
-    call will be relative to."""
-    if ids is None:
-        return {}
-    if seen.prompt is None:
-        whole = ids.parse()
-        fields, count = {"prompt_token_ids": whole}, len(whole)
-    else:
-        offset, rest = shared_ids(seen.prompt, seen.completion, seen.ids_count, ids)
-        delta = rest.parse()
-        fields, count = {"prompt_token_ids_offset": offset, "prompt_token_ids_delta": delta}, offset + len(delta)
-    completion = completion or []
-    seen.prompt, seen.completion, seen.ids_count = ids, _encode_ids(completion), count + len(completion)
-    return fields
 
 
 # vLLM's text-completion fields for prompts written with special-token strings: keep them as text both ways, keep the
@@ -175,7 +155,7 @@ class ModelClient:
         self.request_defaults = request_defaults or {}
         self.policy: PolicyClock | None = None  # set by the RL trainer, which bumps it after each weight update
         self._messages = EncodedLists(_encode_messages)
-        self._prompts = EncodedLists(_encode_ids)
+        self._prompts = EncodedLists(encode_ids)
 
     @cached_property
     def http(self) -> httpx.Client:
@@ -249,14 +229,14 @@ class ModelClient:
             extra.pop("chat_template_kwargs", None)
         return extra
 
-    async def _with_retries(self, path: str, body: bytes) -> bytes:
+    async def _with_retries(self, path: str, body: bytes, headers: dict | None = None) -> bytes:
         """The reply's body to `body` from the pool, retried on server faults within the retry window; ModelServerError
         after that."""
         started, first_failure, attempt = time.monotonic(), None, 0
         while True:
             attempt += 1
             try:
-                return await self.pool.post(path, body)
+                return await self.pool.post(path, body, headers)
             except openai.BadRequestError as exc:
                 if "context" in str(exc).lower() or "too long" in str(exc).lower():
                     raise ContextLimitExceeded(str(exc)) from None
@@ -300,14 +280,15 @@ class ModelClient:
         options = {"logprobs": True, "top_logprobs": 0} if self.logprobs else {}
         options.update(self._structured(structured, vllm))
         raw = await self._with_retries("/chat/completions", body_with(self._fields(max_tokens, options, vllm, True),
-                                                                 "messages", seen.data))
+                                                                 "messages", seen.data),
+                                       {PROMPT_IDS_HEADER: declaration(seen)} if vllm else None)
         with _parsing(raw):
             reply, prompt_ids = cut_prompt_ids(raw)
             choice = reply["choices"][0]
             content = (choice.get("logprobs") or {}).get("content")
             logprobs = [t["logprob"] for t in content] if content else None
             text = choice["message"].get("content") or ""
-            ids = prompt_fields(seen, prompt_ids, choice.get("token_ids"))
+            ids = prompt_fields(seen, reply, prompt_ids, choice.get("token_ids"))
             return self._reply(reply, choice, text, started, logprobs, max_tokens, version, ids)
 
     async def complete(self, prompt_ids: list[int], max_tokens: int, logprobs: bool = False,

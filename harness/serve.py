@@ -19,6 +19,9 @@ from harness.errors import UserError
 CACHE = Path(os.environ.get("CWM_EVAL_CACHE", Path.home() / ".cache" / "cwm-eval"))
 EMBEDDED = "smollm2-135m"
 DEFAULT_PORT = 8000
+PROJECT = Path(__file__).resolve().parents[1]
+# cuts a chat reply's prompt token ids after those the client declares it has (harness/prompt_delta.py)
+PROMPT_IDS_MIDDLEWARE = "harness.prompt_delta.PromptIdsDelta"
 CWM_STOP_TOKEN_IDS = [128001, 128008, 128009]  # <|end_of_text|>, <|eom_id|>, <|eot_id|>
 
 
@@ -80,7 +83,14 @@ def vllm_command(preset: Preset, *, host: str, port: int, extra: list[str] | Non
     # `python -m` rather than the `vllm` script, which fails on a package-metadata lookup in the CPU build
     return [vllm_python(), "-m", "vllm.entrypoints.openai.api_server", "--model", preset.model,
             "--served-model-name", preset.served_name, "--host", host, "--port", str(port),
-            *preset.args, *(extra or [])]
+            "--middleware", PROMPT_IDS_MIDDLEWARE, *preset.args, *(extra or [])]
+
+
+def vllm_env(preset: Preset) -> dict[str, str]:
+    """The server's environment: the preset's, and the project on the path (vLLM imports the middleware, and the
+    RL preset's worker extension, from it)."""
+    path = os.pathsep.join(p for p in (str(PROJECT), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, **preset.env}
 
 
 def materialise_embedded(preset: Preset, log=print) -> None:
@@ -135,7 +145,7 @@ class VllmServer:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        env = {**os.environ, **self.preset.env}
+        env = {**os.environ, **vllm_env(self.preset)}
         self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=env, start_new_session=True)
 
@@ -184,7 +194,7 @@ class VllmServer:
             pass
 
     def describe(self) -> str:
-        env = " ".join(f"{k}={v}" for k, v in self.preset.env.items())
+        env = " ".join(f"{k}={v}" for k, v in vllm_env(self.preset).items())
         return (env + " " if env else "") + shlex.join(self.command)
 
 

@@ -139,6 +139,10 @@ class ScriptedServer:
                       "total_tokens": prompt_tokens + completion_tokens},
         }
 
+    def encode(self, body: dict, headers) -> bytes:
+        """A successful reply's bytes (`headers`: the request's)."""
+        return json.dumps(body).encode()
+
     @contextmanager
     def counting(self):
         with self._lock:
@@ -158,7 +162,7 @@ class ScriptedServer:
                 pass
 
             def _send(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
+                data = server.encode(body, self.headers) if status == 200 else json.dumps(body).encode()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")

@@ -94,6 +94,48 @@ def test_cwm_agent_against_the_real_model(served, tmp_path):
     assert result["usage"]["completion_tokens"] == sum(c["completion_tokens"] for c in calls)
 
 
+def test_the_served_model_cuts_prompt_ids_that_rebuild_what_vllm_echoes(served):
+    """`serve` mounts harness/prompt_delta.py's middleware: each reply after the first carries only the prompt ids
+    the client did not declare, and the records rebuild, id for id, the whole prompt vLLM itself echoes for the
+    same messages."""
+    import asyncio
+
+    import httpx
+
+    from harness.model import ModelClient
+
+    _, url = served
+    client, raws, replies, echoed = ModelClient(url, model=EMBEDDED), [], [], []
+    post = client.pool.post
+
+    async def recorded(*args):
+        raws.append(await post(*args))
+        return raws[-1]
+
+    client.pool.post = recorded
+    messages = [{"role": "system", "content": "You are a coding agent."},
+                {"role": "user", "content": "List the files, then fix the bug in calc.py."}]
+
+    async def conversation():
+        for turn in range(5):
+            replies.append(await client.chat(messages, 24))
+            whole = httpx.post(f"{url}/chat/completions", timeout=120, json={
+                "model": EMBEDDED, "messages": messages, "max_tokens": 1, "return_token_ids": True})
+            echoed.append(whole.json()["prompt_token_ids"])  # no declaration: vLLM's own whole echo
+            messages.extend([{"role": "assistant", "content": replies[-1].text},
+                             {"role": "tool: bash", "content": f"calc.py\ntest_calc.py\n(turn {turn})"}])
+
+    asyncio.run(conversation())
+    prompts, previous = [], []
+    for reply in replies:
+        prompts.append(reply.prompt_token_ids if reply.prompt_token_ids is not None
+                       else previous[:reply.prompt_token_ids_offset] + reply.prompt_token_ids_delta)
+        previous = prompts[-1] + reply.completion_token_ids
+    assert prompts == echoed and len(echoed[-1]) > 2 * len(echoed[0])
+    assert all(b'"prompt_token_ids":null,"prompt_token_ids_offset":' in raw for raw in raws)  # cut by the server
+    assert all(reply.prompt_token_ids_offset > len(prompt) // 2 for reply, prompt in zip(replies[1:], prompts))
+
+
 def test_token_exact_mode_against_the_real_model(served, tmp_path):
     _, url = served
     out = run_cli(tmp_path, "tokens", "--model-url", url, "--token-exact", "--logprobs")

@@ -17,9 +17,12 @@ from scripted_server import ScriptedServer
 
 import harness.endpoints as endpoints
 import harness.model as model
+import harness.prompt_ids as prompt_ids
 from harness.conversation import THINK_PREFILL, ChatConversation
-from harness.endpoints import EncodedLists, IdsText, cut_prompt_ids, shared_ids, status_error
+from harness.endpoints import EncodedLists, status_error
 from harness.model import ModelClient
+from harness.prompt_delta import HEADER, with_delta
+from harness.prompt_ids import IdsText, cut_prompt_ids, shared_ids
 
 TURNS = 120
 OBSERVATION = "<output>\n" + "drwxr-xr-x 2 root root 4096 calc.py\n" * 3 + "</output>"
@@ -35,10 +38,23 @@ class TokenIdServer(ScriptedServer):
     fake one: role id, a character per id, EOT; with `prefill_in_template`, the generation prompt ends with the
     think prefill (CWM's), so the replayed assistant turn extends the previous prompt exactly."""
 
-    def __init__(self, turns, prefill_in_template: bool = True):
+    def __init__(self, turns, prefill_in_template: bool = True, cuts: bool = False):
         super().__init__(turns)
         self.generation = [ASSISTANT] + (chars(THINK_PREFILL) if prefill_in_template else [])
         self.prompts: list[list[int]] = []
+        self.cuts = cuts  # as a server with harness/prompt_delta.py's middleware
+        self.declared: list[str | None] = []  # each request's header
+        self.sent: list[int] = []  # each reply's bytes
+
+    def encode(self, body: dict, headers) -> bytes:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        if "choices" not in body:
+            return data
+        self.declared.append(headers.get(HEADER))
+        if self.cuts and headers.get(HEADER) is not None:
+            data = with_delta(data, headers[HEADER])
+        self.sent.append(len(data))
+        return data
 
     def chat_completion(self, request: dict) -> dict:
         reply = super().chat_completion(request)
@@ -47,6 +63,7 @@ class TokenIdServer(ScriptedServer):
         self.prompts.append(prompt)
         reply["prompt_token_ids"] = prompt
         reply["choices"][0]["token_ids"] = chars(reply["choices"][0]["message"]["content"]) + [EOT]
+        reply["usage"]["prompt_tokens"] = len(prompt)
         return reply
 
 
@@ -163,13 +180,15 @@ def test_check_probes_and_the_model_card_reuse_the_clients(monkeypatch):
     assert session.closed  # by the event loop's shutdown
 
 
+@pytest.mark.parametrize("cuts", [False, True], ids=["vllm", "cutting server"])
 @pytest.mark.parametrize("prefill_in_template", [True, False])
-def test_prompt_ids_are_recorded_as_deltas_that_rebuild_every_prompt(monkeypatch, prefill_in_template):
+def test_prompt_ids_are_recorded_as_deltas_that_rebuild_every_prompt(monkeypatch, prefill_in_template, cuts):
     counter = JsonCount()
     monkeypatch.setattr(model, "json", types.SimpleNamespace(loads=counter.loads, dumps=json.dumps))
     monkeypatch.setattr(endpoints, "json", types.SimpleNamespace(loads=counter.loads, dumps=json.dumps))
+    monkeypatch.setattr(prompt_ids, "json", types.SimpleNamespace(loads=counter.loads, dumps=json.dumps))
     replies, parsed = [], []
-    with TokenIdServer([f"step {i}" for i in range(40)], prefill_in_template) as server:
+    with TokenIdServer([f"step {i}" for i in range(40)], prefill_in_template, cuts) as server:
         client = ModelClient(server.url, model="scripted-model")
 
         def each(turn, reply):
@@ -195,6 +214,12 @@ def test_prompt_ids_are_recorded_as_deltas_that_rebuild_every_prompt(monkeypatch
     kept = [len(prompt) + (len(reply.completion_token_ids) if prefill_in_template else 0)
             for reply, prompt in zip(replies[:-1], server.prompts)]
     assert [r.prompt_token_ids_offset for r in replies[1:]] == kept
+    # the client declares what it has once it knows the server cuts (vLLM's whole echo: it keeps no digest), and
+    # a server that cuts sends the same however long the prompt
+    assert server.declared[0] == "none" and all(d.count(",") >= 2 if cuts else d == "none"
+                                                for d in server.declared[1:])
+    late, early = max(server.sent[-10:]), max(server.sent[2:12])
+    assert late < 1.1 * early if cuts else late > 2 * early
 
 
 class CallCounts:
@@ -211,6 +236,7 @@ class CallCounts:
         counting = types.SimpleNamespace(loads=self.loads, dumps=self.dumps)
         monkeypatch.setattr(model, "json", counting)
         monkeypatch.setattr(endpoints, "json", counting)
+        monkeypatch.setattr(prompt_ids, "json", counting)
         transform = openai._utils._transform
         for name in ("_transform_recursive", "_async_transform_recursive"):
             monkeypatch.setattr(transform, name, self.counted(getattr(transform, name)))
@@ -241,10 +267,11 @@ class CallCounts:
         self.now = dict.fromkeys(self.FIELDS, 0)
 
 
-def count_calls(monkeypatch, turns: int = TURNS) -> dict[str, list[int]]:
-    """Per-call counts over a `turns`-turn chat with a server that echoes the whole prompt's ids, as vLLM does."""
+def count_calls(monkeypatch, turns: int = TURNS, cuts: bool = False) -> dict[str, list[int]]:
+    """Per-call counts over a `turns`-turn chat with a server that echoes the whole prompt's ids, as vLLM does (or,
+    with `cuts`, only those the client did not declare, as `cwm-eval serve`'s servers do)."""
     counts = CallCounts(monkeypatch)
-    with TokenIdServer([f"step {i:03d}" for i in range(turns)]) as server:
+    with TokenIdServer([f"step {i:03d}" for i in range(turns)], cuts=cuts) as server:
         client = ModelClient(server.url, model="scripted-model")
         conversation = ChatConversation(client, [{"role": "system", "content": "You are a coding agent."},
                                                  {"role": "user", "content": "Fix the median function."}])
@@ -256,6 +283,7 @@ def count_calls(monkeypatch, turns: int = TURNS) -> dict[str, list[int]]:
                 conversation.add("tool: bash", f"{OBSERVATION} {turn:03d}")
 
         asyncio.run(run())
+    counts.per_call["reply"] = server.sent
     return counts.per_call
 
 
@@ -264,13 +292,16 @@ def growth(per_call: list[int]) -> float:
     return max(per_call[-10:]) / max(1, max(per_call[10:20]))
 
 
-def test_what_a_call_costs_does_not_grow_with_the_conversation(monkeypatch):
-    per_call = count_calls(monkeypatch)
+@pytest.mark.parametrize("cuts", [False, True], ids=["vllm", "cutting server"])
+def test_what_a_call_costs_does_not_grow_with_the_conversation(monkeypatch, cuts):
+    per_call = count_calls(monkeypatch, cuts=cuts)
     assert growth(per_call["wire"]) > 5  # the request grew (a 120-turn conversation)...
     for name in ("encoded", "parsed", "ids", "record"):  # ...what the client does per call did not
         assert growth(per_call[name]) <= 1.05, (name, per_call[name][10:20], per_call[name][-10:])
         assert min(per_call[name][1:]) > 0, name
     assert set(per_call["sdk_transforms"]) == {0}
+    # the reply: the whole prompt's ids from vLLM; from a server that cuts them, the same size late as early
+    assert growth(per_call["reply"]) <= 1.05 if cuts else growth(per_call["reply"]) > 5
 
 
 def test_the_counts_see_a_call_that_grows_with_the_conversation(monkeypatch):
@@ -282,9 +313,9 @@ def test_the_counts_see_a_call_that_grows_with_the_conversation(monkeypatch):
         self._seen.clear()
         return seen(self, items, variant)
 
-    def whole_prompt(entry, ids, completion):
+    def whole_prompt(entry, reply, ids, completion):
         entry.prompt = None
-        return fields(entry, ids, completion)
+        return fields(entry, reply, ids, completion)
 
     monkeypatch.setattr(EncodedLists, "seen", forgetful)
     monkeypatch.setattr(model, "prompt_fields", whole_prompt)

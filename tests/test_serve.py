@@ -6,6 +6,7 @@ import json
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 from harness.serve import CWM_STOP_TOKEN_IDS, request_defaults_for
 
@@ -23,7 +24,8 @@ def flag(argv: list[str], name: str) -> str:
 
 def test_cwm_preset():
     argv = dry_run("cwm", "--tp", "4", "--port", "9000", "--", "--gpu-memory-utilization", "0.85")
-    assert argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    at = argv.index("-m")
+    assert argv[at:at + 2] == ["-m", "vllm.entrypoints.openai.api_server"]
     assert flag(argv, "--model") == "facebook/cwm"
     assert flag(argv, "--tensor-parallel-size") == "4" and flag(argv, "--max-model-len") == "131072"
     assert json.loads(flag(argv, "--default-chat-template-kwargs")) == {"enable_thinking": True,
@@ -51,6 +53,13 @@ def test_local_folder_and_hub_id(tmp_path):
     argv = dry_run(str(tmp_path))
     assert flag(argv, "--model") == str(tmp_path) and flag(argv, "--served-model-name") == tmp_path.name
     assert flag(dry_run("Qwen/Qwen3-8B"), "--model") == "Qwen/Qwen3-8B"
+
+
+def test_every_preset_serves_with_the_prompt_ids_middleware_on_the_path(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    for argv in (dry_run(), dry_run("cwm"), dry_run(str(tmp_path)), dry_run("Qwen/Qwen3-8B")):
+        assert flag(argv, "--middleware") == "harness.prompt_delta.PromptIdsDelta"
+        assert f"PYTHONPATH={Path(__file__).resolve().parents[1]}" in argv  # where vLLM imports it from
 
 
 def test_bad_model_is_one_line():

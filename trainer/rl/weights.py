@@ -22,14 +22,13 @@ from harness.serve import Preset
 DEV_ENV = {"VLLM_SERVER_DEV_MODE": "1"}  # enables /collective_rpc and /reset_prefix_cache
 RL_ARGS = ["--logprobs-mode", "processed_logprobs"]  # logprobs after temperature/top-p, as the IS ratio needs
 EXTENSION = "trainer.rl.vllm_worker.PolicyReload"
-PROJECT = Path(__file__).resolve().parents[2]  # where vLLM's workers import the extension from
 
 
 def rl_preset(model: str, served_name: str, max_model_len: int = 4096) -> Preset:
     return Preset(name="rl", model=model, served_name=served_name,
                   args=["--max-model-len", str(max_model_len), "--dtype", "float32", "--enforce-eager", *RL_ARGS,
                         "--worker-extension-cls", EXTENSION],
-                  env={"VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONPATH": str(PROJECT), **DEV_ENV})
+                  env={"VLLM_CPU_KVCACHE_SPACE": "1", **DEV_ENV})  # the project is on vLLM's path (vllm_env)
 
 
 class WeightSync:
