@@ -1,37 +1,39 @@
 """The harness's CPU per model call early and late in a conversation (issue 14, item 1). Target: turn 120 within 20%
 of turn 10.
 
-A vLLM-like server runs in a separate process (so its CPU is not counted): it answers chat with the whole prompt's
-token ids (`return_token_ids`), about one id per 4 characters of a message. This process's CPU (time.process_time)
-is measured per model call (`conversation.sample`) and per step (the call, the trajectory record, the next
-observation) over the 8 steps ending at turns 10 and 120, with messages of CWM's size (a 1 KB reply, a 3 KB
-observation: about 120K tokens by turn 120, a 0.5 MB request and a 0.7 MB reply).
+vLLM-like servers run in separate processes (so their CPU is not counted): they answer chat with the prompt's token
+ids (`return_token_ids`), about one id per 4 characters of a message, either cut after the ids the request declares
+(`cut`: as the servers `cwm-eval serve` starts, whose middleware is harness/prompt_delta.py) or whole (`echo`: plain
+vLLM). This process's CPU (time.process_time) is measured per model call (`conversation.sample`) and per step (the
+call, the trajectory record, the next observation) over the 8 steps ending at turns 10 and 120, with messages of
+CWM's size (a 1 KB reply, a 3 KB observation: about 120K tokens by turn 120, a 0.5 MB request, and a 0.7 MB reply
+when the prompt comes whole).
 
-Contenders: `new`, the harness's `ModelClient` (its requests through aiohttp); `httpx`, the same client with its
-requests through httpx, as before this change; `old`, the path before that (the openai SDK's
+Contenders: `new`, the harness's `ModelClient` against the cutting server; `echo`, the same client against plain
+vLLM's whole echo (the harness before the server cut); `old`, the path before that (the openai SDK's
 `chat.completions.create` on one long-lived client, its reply recorded with the whole prompt's ids). Floors, the
-same requests encoded beforehand and their replies read, nothing else: `wire` through aiohttp, `wire-httpx` through
-httpx, and `socket`, a blocking socket writing and reading the bytes with no HTTP library (what the bytes cost by
-themselves). Each round runs every contender at both lengths, interleaved (the order reversed every other round), so
-a busy machine slows the lengths alike; printed are min/median/max over rounds of the per-round ratios.
+same requests encoded beforehand and their replies read with a blocking socket and no HTTP library (what the bytes
+cost by themselves): `socket` with the whole prompt's ids in the reply, `socket-cut` without them; and `wire`, the
+whole echo through aiohttp. Each round runs every contender at both lengths, interleaved (the order reversed every
+other round), so a busy machine slows the lengths alike; printed are min/median/max over rounds of the per-round
+ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import socket
 import statistics
 import subprocess
 import sys
 import time
-import types
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import endpoints  # noqa: E402
 from harness.conversation import THINK_PREFILL, ChatConversation  # noqa: E402
 from harness.model import ModelClient, ModelReply  # noqa: E402
+from harness.prompt_delta import HEADER, with_delta  # noqa: E402
 from rounds import describe, per_round  # noqa: E402
 
 MODEL, ASSISTANT, EOT = "bench-model", 3, 5
@@ -69,21 +72,28 @@ def chat_reply(request: dict, turn: int, cache: dict) -> dict:
                          "finish_reason": "stop", "token_ids": completion}],
             "usage": {"prompt_tokens": len(prompt), "completion_tokens": len(completion),
                       "total_tokens": len(prompt) + len(completion)},
-            "prompt_logprobs": None, "prompt_token_ids": prompt}
+            "prompt_logprobs": None, "prompt_token_ids": prompt if request.get("return_token_ids") else None}
 
 
-def serve() -> None:
+def serve(cuts: bool) -> None:
+    """`cuts`: as a server that `cwm-eval serve` starts (its middleware cuts the prompt ids the request declares);
+    otherwise as plain vLLM, echoing the whole prompt."""
     cache: dict[str, list[int]] = {}
     count = [0]
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as vLLM's server
+        # TCP_NODELAY, as vLLM's server (asyncio sets it): otherwise a reply body shorter than a segment waits on the
+        # client's delayed ACK of the headers (40 ms), where the whole prompt's ids would not
+        disable_nagle_algorithm = True
 
         def log_message(self, *args):
             pass
 
         def _send(self, body: dict) -> None:
             data = json.dumps(body, separators=(",", ":")).encode()
+            if cuts and self.headers.get(HEADER) is not None:
+                data = with_delta(data, self.headers[HEADER])
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -132,25 +142,6 @@ class OldClient:
                           sampling={"temperature": 1.0, "top_p": 0.95, "max_tokens": max_tokens})
 
 
-async def httpx_post(endpoint: endpoints.Endpoint, path: str, body: bytes) -> bytes:
-    """An endpoint's POST as it was before aiohttp: one long-lived httpx client (errors left out)."""
-    import httpcore
-
-    loop = asyncio.get_running_loop()
-    if getattr(endpoint, "httpx_loop", None) is not loop:
-        httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = 1 << 20  # as the harness raised it then
-        endpoint.httpx, endpoint.httpx_loop = httpx.AsyncClient(headers=endpoint.headers, timeout=600), loop
-    return (await endpoint.httpx.post(f"{endpoint.url}{path}", content=body, headers=endpoints.JSON_HEADERS)).content
-
-
-def httpx_client(url: str) -> ModelClient:
-    """The harness's client with its requests through httpx, as before this change."""
-    client = ModelClient(url, model=MODEL)
-    for endpoint in client.pool.endpoints:
-        endpoint.post = types.MethodType(httpx_post, endpoint)
-    return client
-
-
 def observation(turn: int) -> str:
     lines = "".join(f"-rw-r--r-- 1 root root {turn * 37 + i:>6} Jan  1 00:00 src/module_{turn}_{i}.py\n"
                     for i in range(48))
@@ -183,20 +174,23 @@ def conversation_at(client, turn: int) -> ChatConversation:
 
 
 async def cpu_per_step(client, turn: int) -> tuple[float, float]:
-    """Seconds of CPU per model call and per step over the STEPS steps ending at `turn`, after an untimed first call
-    on the conversation so far (as a run's earlier turns would have made)."""
+    """Seconds of CPU per model call and per step, the median over the STEPS steps ending at `turn` (a step
+    preempted or slowed by the machine does not move it), after an untimed first call on the conversation so far (as
+    a run's earlier turns would have made)."""
     first = turn - STEPS
     conversation = conversation_at(client, first)
     await conversation.sample(1024)
     conversation.add("tool: bash", OBSERVATIONS[first])
-    calls, started = 0.0, time.process_time()
+    gc.collect()  # every measurement starts with no collection owed for what came before it
+    calls, steps = [], []
     for step in range(first + 1, turn + 1):
         before = time.process_time()
         reply = await conversation.sample(1024)
-        calls += time.process_time() - before
+        calls.append(time.process_time() - before)
         record(reply)
         conversation.add("tool: bash", OBSERVATIONS[step])
-    return calls / STEPS, (time.process_time() - started) / STEPS
+        steps.append(time.process_time() - before)
+    return statistics.median(calls), statistics.median(steps)
 
 
 def bodies_at(turn: int) -> list[bytes]:
@@ -211,12 +205,13 @@ def bodies_at(turn: int) -> list[bytes]:
 
 
 class Floors:
-    """The same requests and replies with nothing else done: through aiohttp, through httpx, and through a blocking
-    socket (the bytes' own cost: the kernel's copies, one read buffer, no HTTP library)."""
+    """The same requests and replies with nothing else done: through aiohttp, and through a blocking socket (the
+    bytes' own cost: the kernel's copies, one read buffer, no HTTP library), with and without the prompt's ids."""
 
     def __init__(self, url: str, turns: tuple[int, int]):
         self.url, self.bodies = url, {turn: bodies_at(turn) for turn in turns}
-        self.httpx = httpx.AsyncClient(timeout=600)
+        self.uncut = {turn: [b.replace(b',"return_token_ids":true', b"") for b in bodies]
+                      for turn, bodies in self.bodies.items()}
         self.session = None
         host, port = url.split("//")[1].split("/")[0].split(":")
         self.socket, self.buffer = socket.create_connection((host, int(port))), bytearray(16 << 20)
@@ -230,17 +225,14 @@ class Floors:
                 await response.read()
         return ((time.process_time() - started) / STEPS,) * 2
 
-    async def httpx_wire(self, turn: int) -> tuple[float, float]:
+    async def bare(self, turn: int, bodies: dict | None = None) -> tuple[float, float]:
         started = time.process_time()
-        for body in self.bodies[turn]:
-            await self.httpx.post(f"{self.url}/chat/completions", content=body, headers=endpoints.JSON_HEADERS)
-        return ((time.process_time() - started) / STEPS,) * 2
-
-    async def bare(self, turn: int) -> tuple[float, float]:
-        started = time.process_time()
-        for body in self.bodies[turn]:
+        for body in (bodies or self.bodies)[turn]:
             self.exchange(body)
         return ((time.process_time() - started) / STEPS,) * 2
+
+    async def bare_cut(self, turn: int) -> tuple[float, float]:
+        return await self.bare(turn, self.uncut)
 
     def exchange(self, body: bytes) -> int:
         self.socket.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
@@ -259,18 +251,37 @@ class Floors:
 def sizes(floors: Floors, turn: int) -> str:
     request = len(floors.bodies[turn][-1])
     reply = floors.exchange(floors.bodies[turn][-1])
-    return f"turn {turn}: request {request / 1e3:.0f} KB, reply {reply / 1e3:.0f} KB"
+    return f"turn {turn}: request {request / 1e3:.0f} KB, reply {reply / 1e3:.0f} KB with the whole prompt's ids"
 
 
-async def measure(url: str, rounds: int, short: int, long: int) -> None:
-    new, before, old = ModelClient(url, model=MODEL), httpx_client(url), OldClient(url)
+async def cut_reply_size(client: ModelClient, turn: int) -> int:
+    """Bytes of a reply at `turn` from the cutting server."""
+    sizes, post = [], client.pool.post
+
+    async def measured(*args):
+        raw = await post(*args)
+        sizes.append(len(raw))
+        return raw
+
+    client.pool.post = measured
+    try:
+        await cpu_per_step(client, turn)
+    finally:
+        client.pool.post = post
+    return sizes[-1]
+
+
+async def measure(urls: dict[str, str], rounds: int, short: int, long: int) -> None:
+    new, echo, old = ModelClient(urls["cut"], model=MODEL), ModelClient(urls["echo"], model=MODEL), OldClient(
+        urls["echo"])
     new.check()
-    before.check()
-    floors = Floors(url, (short, long))
-    print(f"bytes per call: {sizes(floors, short)}; {sizes(floors, long)}")
-    contenders = {"new": lambda turn: cpu_per_step(new, turn), "httpx": lambda turn: cpu_per_step(before, turn),
-                  "old": lambda turn: cpu_per_step(old, turn), "wire": floors.aiohttp,
-                  "wire-httpx": floors.httpx_wire, "socket": floors.bare}
+    echo.check()
+    floors = Floors(urls["echo"], (short, long))
+    print(f"bytes per call: {sizes(floors, short)}; {sizes(floors, long)}; cut reply at turn {long}: "
+          f"{await cut_reply_size(new, long) / 1e3:.1f} KB")
+    contenders = {"new": lambda turn: cpu_per_step(new, turn), "echo": lambda turn: cpu_per_step(echo, turn),
+                  "old": lambda turn: cpu_per_step(old, turn), "wire": floors.aiohttp, "socket": floors.bare,
+                  "socket-cut": floors.bare_cut}
     runs = [(name, turn) for name in contenders for turn in (short, long)]
     times: dict[tuple[str, int], list[tuple[float, float]]] = {run: [] for run in runs}
     for name, turn in runs:  # warm-up: connections, imports, caches
@@ -287,21 +298,28 @@ def report(times: dict, short: int, long: int) -> None:
         return [t[part] for t in times[name, turn]]
 
     for name in dict.fromkeys(name for name, _ in times):
-        for part, what in enumerate(("model call", "whole step") if name in ("new", "httpx", "old") else ("call",)):
+        for part, what in enumerate(("model call", "whole step") if name in ("new", "echo", "old") else ("call",)):
             a, b = series(name, short, part), series(name, long, part)
             print(f"{name:>10} {what:>10}: CPU at turn {short} {1000 * statistics.median(a):.2f} ms, at turn {long} "
                   f"{1000 * statistics.median(b):.2f} ms (+{1000 * (statistics.median(b) - statistics.median(a)):.2f});"
                   f" ratio {long}/{short} per round: {describe(per_round(b, a))}"
                   + ("   target <= 1.20" if name == "new" else ""))
-    for name, floor in (("new", "wire"), ("httpx", "wire-httpx")):
+    for name, floor in (("new", "socket-cut"), ("echo", "socket")):
         own = {turn: [x - y for x, y in zip(series(name, turn, 0), series(floor, turn, 0))]
                for turn in (short, long)}
-        print(f"{name} above its floor ({floor}), the harness's own CPU per call: turn {short} "
+        print(f"{name} above the bytes' own cost ({floor}), the harness's own CPU per call: turn {short} "
               f"{1000 * statistics.median(own[short]):.2f} ms, "
               f"turn {long} {1000 * statistics.median(own[long]):.2f} ms")
-    for name in ("httpx", "old"):
+    for name in ("echo", "old"):
         print(f"{name} / new at turn {long}, whole step, per round: "
               f"{describe(per_round(series(name, long, 1), series('new', long, 1)))}")
+
+
+def start_server(mode: str) -> tuple[subprocess.Popen, str]:
+    """A bench server in its own process (`cut` or `echo`) and its URL."""
+    server = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", mode],
+                              stdout=subprocess.PIPE, text=True)
+    return server, f"http://127.0.0.1:{server.stdout.readline().strip()}/v1"
 
 
 def main() -> None:
@@ -309,20 +327,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--short", type=int, default=10)
     parser.add_argument("--long", type=int, default=120)
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=("cut", "echo"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        return serve()
-    server = subprocess.Popen([sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True)
+        return serve(args.serve == "cut")
+    servers = {mode: start_server(mode) for mode in ("cut", "echo")}
     try:
-        url = f"http://127.0.0.1:{server.stdout.readline().strip()}/v1"
         opening_chars = sum(len(m["content"]) for m in opening())
         print(f"messages: opening {opening_chars} chars, reply {len(REPLY) + 60} chars, observation "
               f"{len(observation(60))} chars; {args.rounds} rounds of {STEPS} steps per length and contender")
-        asyncio.run(measure(url, args.rounds, args.short, args.long))
+        asyncio.run(measure({mode: url for mode, (_, url) in servers.items()}, args.rounds, args.short, args.long))
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        for server, _ in servers.values():
+            server.terminate()
+            server.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ STATUS_ERRORS = {400: openai.BadRequestError, 401: openai.AuthenticationError, 4
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 MAX_CONNECTIONS = 1000  # per endpoint, as the openai SDK's
 CONVERSATIONS_KEPT = 128  # conversations whose encoded messages (or prompt ids) are kept, least recently used out
+CLOSE = b"]}"  # a request's close: the encoded list is the last value of its JSON object
 
 
 class EndpointHung(openai.APIConnectionError):
@@ -140,13 +141,15 @@ class Endpoint:
             self._sessions[loop] = session, closer
         return self._sessions[loop][0]
 
-    async def post(self, path: str, body: bytes, headers: dict | None = None) -> bytes:
-        """The body of the reply to a JSON POST; an openai exception when it fails or answers an error status."""
+    async def post(self, path: str, body: bytes | tuple, headers: dict | None = None) -> bytes:
+        """The body of the reply to a JSON POST (`body`: bytes, or pieces as `body_with` gives them); an openai
+        exception when it fails or answers an error status."""
         import aiohttp
 
         session, url = await self.client(), f"{self.url}{path}"
+        data = pieces_payload()(body) if isinstance(body, tuple) else body
         try:
-            async with session.post(url, data=body, headers={**JSON_HEADERS, **headers} if headers else JSON_HEADERS
+            async with session.post(url, data=data, headers={**JSON_HEADERS, **headers} if headers else JSON_HEADERS
                                     ) as response:
                 status, headers, content = response.status, response.raw_headers, await response.read()
         except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors (asyncio's is the builtin since 3.11)
@@ -206,7 +209,7 @@ class EndpointPool:
             return min(self.endpoints, key=lambda e: e.down_since)
         return min(healthy, key=lambda e: (e.outstanding, e.served))
 
-    async def post(self, path: str, body: bytes, headers: dict | None = None) -> bytes:
+    async def post(self, path: str, body: bytes | tuple, headers: dict | None = None) -> bytes:
         """POST `body` to `path` of the least loaded healthy endpoint; the reply's body."""
         return await self.call(lambda endpoint: endpoint.post(path, body, headers))
 
@@ -287,7 +290,7 @@ class Seen:
     variant: object
     count: int = 0
     last: object = None
-    data: bytearray = field(default_factory=bytearray)
+    data: bytearray = field(default_factory=lambda: bytearray(CLOSE))  # the items' JSON, then the request's close
     prompt: IdsText | None = None  # the last prompt's ids, when its reply had them whole
     completion: bytes = b""  # JSON without brackets
     ids_count: int = 0  # of prompt and completion
@@ -324,13 +327,55 @@ class EncodedLists:
         self._seen.move_to_end(id(items))
         if len(items) > entry.count:
             new = items[entry.count:]
-            entry.data += (b"," if entry.count else b"") + self._encode(new, variant)
+            entry.data = extended(entry.data, (b"," if entry.count else b"") + self._encode(new, variant))
             entry.count, entry.last = len(items), items[-1]
             self.encoded += len(new)
         return entry
 
 
-def body_with(fields: dict[str, Any], key: str, array: bytes | bytearray) -> bytes:
-    """The request's JSON: `fields`, and `key` holding the already encoded array."""
-    head = json.dumps(fields, separators=(",", ":"))[:-1].encode()
-    return b"".join((head, b',"', key.encode(), b'":[', array, b"]}"))
+def extended(data: bytearray, items: bytes) -> bytearray:
+    """`data` with `items` put before its close, in place; a copy when a request still holds the buffer (one given
+    up on while it was being sent), which cannot be resized then."""
+    try:
+        data[-len(CLOSE):] = items + CLOSE
+        return data
+    except BufferError:
+        return bytearray(data[:-len(CLOSE)]) + items + CLOSE
+
+
+def body_with(fields: dict[str, Any], key: str, closed: bytes | bytearray) -> tuple[bytes, bytes | bytearray]:
+    """The request's JSON in two pieces, never joined: `fields` and `key`, then the array's encoded items followed
+    by the request's close (`closed`: an `EncodedLists` entry's `data`, or `array(...)`)."""
+    return json.dumps(fields, separators=(",", ":"))[:-1].encode() + b',"' + key.encode() + b'":[', closed
+
+
+def array(items: bytes) -> bytes:
+    """Encoded items (comma-separated JSON) closed as `body_with` takes them."""
+    return items + CLOSE
+
+
+@cache
+def pieces_payload() -> type:
+    """aiohttp's payload for a body in pieces: each written as it is, where one bytes body would be copied whole
+    twice per call (joined by the harness, then joined with the HTTP headers by aiohttp): a late CWM conversation's
+    0.5 MB of messages, into fresh memory each time."""
+    from aiohttp import payload
+
+    class Pieces(payload.Payload):
+        _autoclose = True  # in memory: can be sent again (a retry)
+
+        def __init__(self, pieces: tuple[bytes | bytearray, ...]):
+            super().__init__(pieces, content_type="application/json")
+            self._size = sum(len(piece) for piece in pieces)
+
+        def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+            return b"".join(self._value).decode(encoding, errors)
+
+        async def write(self, writer) -> None:
+            for piece in self._value:  # the first, small, goes out with the headers; the long one on its own
+                await writer.write(memoryview(piece))
+
+        async def write_with_length(self, writer, content_length: int | None) -> None:
+            await self.write(writer)
+
+    return Pieces

@@ -15,9 +15,10 @@ import httpx
 import openai
 from pydantic import BaseModel
 
-from harness.endpoints import EncodedLists, EndpointHung, EndpointPool, body_with, status_of
+from harness.endpoints import EncodedLists, EndpointHung, EndpointPool, array, body_with, status_of
 from harness.errors import UserError
 from harness.prompt_delta import HEADER as PROMPT_IDS_HEADER
+from harness.prompt_delta import SENT as PROMPT_IDS_SENT
 from harness.prompt_ids import cut_prompt_ids, declaration, encode_ids, prompt_fields
 from harness.sampling import Sampling  # defined apart: a run's config needs it without the openai SDK
 
@@ -229,7 +230,7 @@ class ModelClient:
             extra.pop("chat_template_kwargs", None)
         return extra
 
-    async def _with_retries(self, path: str, body: bytes, headers: dict | None = None) -> bytes:
+    async def _with_retries(self, path: str, body: bytes | tuple, headers: dict | None = None) -> bytes:
         """The reply's body to `body` from the pool, retried on server faults within the retry window; ModelServerError
         after that."""
         started, first_failure, attempt = time.monotonic(), None, 0
@@ -300,9 +301,10 @@ class ModelClient:
         options = {"logprobs": 0} if logprobs else {}
         options.update(self._structured(structured, vllm))
         raw = await self._with_retries("/completions", body_with(self._fields(max_tokens, options, vllm, False),
-                                                            "prompt", self._prompts.seen(prompt_ids).data))
+                                                            "prompt", self._prompts.seen(prompt_ids).data),
+                                       {PROMPT_IDS_HEADER: PROMPT_IDS_SENT} if vllm else None)
         with _parsing(raw):
-            reply, _ = cut_prompt_ids(raw)  # the prompt as sent, which the caller has
+            reply, _ = cut_prompt_ids(raw)  # the prompt as sent (a server that cuts sends none back)
             choice = reply["choices"][0]
             sampled = (choice.get("logprobs") or {}).get("token_logprobs")
             text = choice.get("text") or ""
@@ -316,7 +318,7 @@ class ModelClient:
         vllm = await self._is_vllm()
         options = {"stop": stop, **(VLLM_TEXT_FIELDS if vllm else {})}
         raw = await self._with_retries("/completions", body_with(self._fields(max_tokens, options, vllm, False),
-                                                            "prompt", json.dumps(prompt).encode()))
+                                                            "prompt", array(json.dumps(prompt).encode())))
         with _parsing(raw):
             reply, _ = cut_prompt_ids(raw)
             choice = reply["choices"][0]

@@ -13,6 +13,9 @@ COUNT,"prompt_token_ids_delta":[the ids after them]` for the first candidate tha
 prompt when none does: either way the client learns that the server cuts. The digest is content-addressed, so the
 server keeps nothing between requests and any of several servers can answer.
 
+A token-in request (`/v1/completions` with the prompt as ids, the token-exact mode) that declares `sent` gets its
+reply without the prompt's ids at all: the client sent them.
+
 Standard library only: vLLM's own interpreter imports this module (`--middleware`).
 """
 
@@ -22,8 +25,8 @@ import hashlib
 import re
 
 HEADER = "x-cwm-eval-prompt-ids"
-NONE_HELD = "none"
-CHAT_PATH = "/v1/chat/completions"
+NONE_HELD, SENT = "none", "sent"
+CHAT_PATH, COMPLETIONS_PATH = "/v1/chat/completions", "/v1/completions"
 PROMPT_IDS = re.compile(rb'"prompt_token_ids"\s*:\s*\[')
 SPACES = b" \t\r\n"
 
@@ -68,12 +71,29 @@ def with_delta(raw: bytes, value: str) -> bytes:
     return b"".join((raw[:match.start()], cut, raw[end + 1:]))
 
 
+def without_prompt_ids(raw: bytes) -> bytes:
+    """`raw`, a completion reply's JSON, with every choice's `prompt_token_ids` null."""
+    parts, at = [], 0
+    for match in PROMPT_IDS.finditer(raw):
+        if match.start() < at:
+            continue
+        parts += [raw[at:match.start()], b'"prompt_token_ids":null']
+        at = raw.index(b"]", match.end()) + 1
+    return b"".join(parts + [raw[at:]]) if parts else raw
+
+
 def declared(scope: dict) -> str | None:
-    """The header's value on a chat request, None on any other request."""
-    if scope.get("type") != "http" or scope.get("method") != "POST" or scope.get("path") != CHAT_PATH:
+    """The header's value on a chat request, or `sent` on a completion request that says so; None otherwise."""
+    if scope.get("type") != "http" or scope.get("method") != "POST":
         return None
     name = HEADER.encode()
-    return next((value.decode("latin-1") for key, value in scope.get("headers", []) if key.lower() == name), None)
+    value = next((value.decode("latin-1") for key, value in scope.get("headers", []) if key.lower() == name), None)
+    path = scope.get("path")
+    return value if path == CHAT_PATH or (path == COMPLETIONS_PATH and value == SENT) else None
+
+
+def cut_reply(raw: bytes, value: str) -> bytes:
+    return without_prompt_ids(raw) if value == SENT else with_delta(raw, value)
 
 
 def is_json(start: dict) -> bool:
@@ -82,7 +102,7 @@ def is_json(start: dict) -> bool:
 
 
 class PromptIdsDelta:
-    """ASGI middleware: a chat request that declares what it has gets a JSON reply with the prompt ids cut (see the
+    """ASGI middleware: a request that declares what it has gets a JSON reply with the prompt ids cut (see the
     module's text). Streamed replies, error statuses and every other request pass through untouched."""
 
     def __init__(self, app):
@@ -105,7 +125,7 @@ class PromptIdsDelta:
             parts.append(message.get("body", b""))
             if message.get("more_body", False):
                 return
-            body = with_delta(b"".join(parts), value)
+            body = cut_reply(b"".join(parts), value)
             headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
             await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -10,10 +10,13 @@ whole prompt, then each call's offset (how many leading ids of the previous prom
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from harness.prompt_delta import NONE_HELD, PROMPT_IDS, candidate, digest
+from harness.prompt_delta import NONE_HELD, candidate, digest
+
+PROMPT_IDS_ARRAY = re.compile(rb'"prompt_token_ids(_delta)?"\s*:\s*\[')
 
 
 def encode_ids(ids: list[int], _variant: object = None) -> bytes:
@@ -40,13 +43,14 @@ class IdsText:
 
 
 def cut_prompt_ids(raw: bytes) -> tuple[dict[str, Any], IdsText | None]:
-    """A vLLM reply parsed without its `prompt_token_ids` array (the whole prompt: long, and mostly known already),
-    and that array (None when there is none)."""
-    match = PROMPT_IDS.search(raw)
+    """A vLLM reply parsed without its prompt ids array (`prompt_token_ids`, the whole prompt: long, and mostly known
+    already; or `prompt_token_ids_delta`, what a server that cuts sent), and that array (None when there is none)."""
+    match = PROMPT_IDS_ARRAY.search(raw)
     if match is None:
         return json.loads(raw), None
     start, end = match.end(), raw.index(b"]", match.end())
-    reply = json.loads(raw[:match.start()] + b'"prompt_token_ids":null' + raw[end + 1:])
+    key = b'"prompt_token_ids_delta"' if match.group(1) else b'"prompt_token_ids"'
+    reply = json.loads(raw[:match.start()] + key + b":null" + raw[end + 1:])
     comma = raw.find(b",", start, end)
     if raw[start:start + 1].isspace() or (comma >= 0 and raw[comma + 1:comma + 2].isspace()):  # spaced JSON
         compact = raw[start:end].translate(None, b" \t\r\n")
@@ -97,9 +101,11 @@ def declaration(seen) -> str:
     return ";".join(candidate(*held_ids) for held_ids in held)
 
 
-def _from_server_cut(seen, offset: int, delta: list[int], prompt_tokens: int) -> dict[str, Any]:
-    """Fields of a reply whose server cut the prompt after `offset` ids (0: it sent the whole prompt)."""
-    text = encode_ids(delta)
+def _from_server_cut(seen, offset: int, new: IdsText | None, prompt_tokens: int) -> dict[str, Any]:
+    """Fields of a reply whose server cut the prompt after `offset` ids (0: it sent the whole prompt), `new` the ids
+    after those as the reply had them."""
+    text = new.text() if new is not None else b""
+    delta = new.parse() if text else []
     if offset == 0:
         state, length, fields = digest(text), len(text), {"prompt_token_ids": delta}
     else:
@@ -108,7 +114,7 @@ def _from_server_cut(seen, offset: int, delta: list[int], prompt_tokens: int) ->
             raise ValueError(f"the server cut the prompt after {offset} ids, which the request did not declare")
         _, length, state = base
         state = state.copy()
-        if delta:
+        if text:
             state.update(b"," + text)
             length += 1 + len(text)
         fields = {"prompt_token_ids_offset": offset, "prompt_token_ids_delta": delta}
@@ -136,7 +142,7 @@ def prompt_fields(seen, reply: dict[str, Any], ids: IdsText | None, completion: 
     """The reply's prompt ids as record fields (whole on the conversation's first call, else offset + delta); keeps
     what the next call will be relative to."""
     if "prompt_token_ids_offset" in reply:
-        fields = _from_server_cut(seen, reply["prompt_token_ids_offset"], reply.get("prompt_token_ids_delta") or [],
+        fields = _from_server_cut(seen, reply["prompt_token_ids_offset"], ids,
                                   (reply.get("usage") or {}).get("prompt_tokens") or 0)
     elif ids is not None:
         fields = _from_whole(seen, ids)

@@ -74,6 +74,7 @@ class ScriptedServer:
         self.faulted: list[str] = []  # the fault modes used, in order
         self.rejected: list[str] = []  # why requests were refused (strict, or the key)
         self.admin: list[tuple[str, dict]] = []  # dev-mode calls: weight reloads, prefix-cache resets
+        self.declared: list[str | None] = []  # each completion request's prompt-ids declaration (prompt_delta.py)
         self.frozen = False
         self._released = threading.Event()  # hung requests return once the server stops
         self._lock = threading.Lock()
@@ -140,7 +141,9 @@ class ScriptedServer:
         }
 
     def encode(self, body: dict, headers) -> bytes:
-        """A successful reply's bytes (`headers`: the request's)."""
+        """A successful reply's bytes (`headers`: the request's, whose prompt-ids declaration is kept)."""
+        if "choices" in body:
+            self.declared.append(headers.get("x-cwm-eval-prompt-ids"))
         return json.dumps(body).encode()
 
     @contextmanager

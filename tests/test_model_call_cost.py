@@ -21,7 +21,7 @@ import harness.prompt_ids as prompt_ids
 from harness.conversation import THINK_PREFILL, ChatConversation
 from harness.endpoints import EncodedLists, status_error
 from harness.model import ModelClient
-from harness.prompt_delta import HEADER, with_delta
+from harness.prompt_delta import HEADER, SENT, with_delta
 from harness.prompt_ids import IdsText, cut_prompt_ids, shared_ids
 
 TURNS = 120
@@ -43,7 +43,6 @@ class TokenIdServer(ScriptedServer):
         self.generation = [ASSISTANT] + (chars(THINK_PREFILL) if prefill_in_template else [])
         self.prompts: list[list[int]] = []
         self.cuts = cuts  # as a server with harness/prompt_delta.py's middleware
-        self.declared: list[str | None] = []  # each request's header
         self.sent: list[int] = []  # each reply's bytes
 
     def encode(self, body: dict, headers) -> bytes:
@@ -346,16 +345,20 @@ def test_token_exact_prompt_ids_are_encoded_once():
         asyncio.run(run())
     assert [r["prompt"] for r in server.requests] == snapshots
     assert client._prompts.encoded == len(snapshots[-1])
+    assert set(server.declared) == {SENT}  # a server that cuts sends none of the ids back
 
 
 def test_a_list_cut_or_replaced_is_encoded_again_and_few_lists_are_kept():
     lists = EncodedLists(lambda items, _: ",".join(map(str, items)).encode(), size=4)
     items = [1, 2, 3]
-    assert bytes(lists.seen(items).data) == b"1,2,3"
+    assert bytes(lists.seen(items).data) == b"1,2,3]}"  # closed as the request's last value
     items.append(4)
-    assert bytes(lists.seen(items).data) == b"1,2,3,4" and lists.encoded == 4
+    assert bytes(lists.seen(items).data) == b"1,2,3,4]}" and lists.encoded == 4
     items[3:] = [40, 50]  # cut and grown again
-    assert bytes(lists.seen(items).data) == b"1,2,3,40,50" and lists.encoded == 9
+    assert bytes(lists.seen(items).data) == b"1,2,3,40,50]}" and lists.encoded == 9
+    held = memoryview(lists.seen(items).data)  # a request given up on while sending still holds the buffer
+    items.append(60)
+    assert bytes(lists.seen(items).data) == b"1,2,3,40,50,60]}" and bytes(held) == b"1,2,3,40,50]}"
     others = [[i] for i in range(10)]
     for other in others:
         lists.seen(other)

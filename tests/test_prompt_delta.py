@@ -19,7 +19,7 @@ from scripted_server import ScriptedServer
 from test_model_call_cost import EOT, TokenIdServer, drive
 
 from harness.model import ModelClient, ModelServerError
-from harness.prompt_delta import HEADER, NONE_HELD, candidate, digest, with_delta
+from harness.prompt_delta import HEADER, NONE_HELD, SENT, candidate, digest, with_delta
 
 PROJECT = Path(__file__).resolve().parents[1]
 IDS = b"11,22,333,44,55"
@@ -186,8 +186,13 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": b"data: " + chunk + b"\n\n", "more_body": True})
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
         return
-    body = json.dumps({"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": len(PROMPT)},
-                       "prompt_token_ids": PROMPT}, separators=(",", ":")).encode()
+    if scope["path"] == "/v1/completions":  # vLLM's token-in reply: the prompt's ids in each choice
+        reply = {"choices": [{"text": text, "prompt_token_ids": PROMPT, "token_ids": [n]}
+                             for n, text in enumerate(("hi", "yo"))]}
+    else:
+        reply = {"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": len(PROMPT)},
+                 "prompt_token_ids": PROMPT}
+    body = json.dumps(reply, separators=(",", ":")).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     half = len(body) // 2  # in two pieces, as a server may send it
@@ -234,11 +239,18 @@ def test_the_middleware_cuts_chat_json_in_a_real_asgi_server(asgi_url):
     assert (none["prompt_token_ids_offset"], none["prompt_token_ids_delta"]) == (0, list(range(100, 160)))
 
 
+def test_the_middleware_drops_a_token_in_replys_echo_of_the_ids_sent(asgi_url):
+    answer = httpx.post(f"{asgi_url}/v1/completions", json={}, headers={HEADER: SENT})
+    assert int(answer.headers["content-length"]) == len(answer.content)
+    assert answer.json()["choices"] == [{"text": "hi", "prompt_token_ids": None, "token_ids": [0]},
+                                        {"text": "yo", "prompt_token_ids": None, "token_ids": [1]}]
+
+
 @pytest.mark.parametrize("path, request_body, header", [
     ("/v1/chat/completions", {}, None),  # no declaration: vLLM's reply as it is
     ("/v1/chat/completions", {"bad": True}, "set"),  # an error status
     ("/v1/chat/completions", {"stream": True}, "set"),  # a streamed reply
-    ("/v1/completions", {}, "set"),  # not chat
+    ("/v1/completions", {}, "set"),  # a token-in request that did not say it sent the prompt
 ])
 def test_the_middleware_leaves_every_other_reply_alone(asgi_url, path, request_body, header):
     headers = {HEADER: held(b"100,101")} if header else {}
@@ -248,4 +260,6 @@ def test_the_middleware_leaves_every_other_reply_alone(asgi_url, path, request_b
             list(range(100, 160))
         return
     assert answer.status_code == (400 if request_body.get("bad") else 200)
-    assert answer.json()["prompt_token_ids"] == list(range(100, 160)) and "prompt_token_ids_offset" not in answer.json()
+    reply = answer.json()
+    for echoed in reply["choices"] if path == "/v1/completions" else [reply]:
+        assert echoed["prompt_token_ids"] == list(range(100, 160)) and "prompt_token_ids_offset" not in echoed
