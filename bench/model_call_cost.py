@@ -2,19 +2,20 @@
 of turn 10.
 
 vLLM-like servers run in separate processes (so their CPU is not counted): they answer chat with the prompt's token
-ids (`return_token_ids`), about one id per 4 characters of a message, either cut after the ids the request declares
-(`cut`: as the servers `cwm-eval serve` starts, whose middleware is harness/prompt_delta.py) or whole (`echo`: plain
-vLLM). This process's CPU (time.process_time) is measured per model call (`conversation.sample`) and per step (the
-call, the trajectory record, the next observation) over the 8 steps ending at turns 10 and 120, with messages of
-CWM's size (a 1 KB reply, a 3 KB observation: about 120K tokens by turn 120, a 0.5 MB request, and a 0.7 MB reply
-when the prompt comes whole).
+ids (`return_token_ids`), about one id per 4 characters of a message. `cut`, as the servers `cwm-eval serve` starts
+(their middleware is harness/messages_delta.py and prompt_delta.py), keeps each conversation's messages, so that a
+request sends only the new ones, and sends back only the prompt ids the request did not declare; `echo`, as plain
+vLLM, takes the whole conversation and echoes the whole prompt. This process's CPU (time.process_time) is measured
+per model call (`conversation.sample`) and per step (the call, the trajectory record, the next observation), the
+median over 3 runs of the 8 steps ending at turns 10 and 120 (every reply 30 ms after its request, as a model takes
+its time whatever the length), with messages of CWM's size (a 1 KB reply, a 3 KB observation:
+about 120K tokens by turn 120; whole, a 0.5 MB request and a 0.7 MB reply).
 
-Contenders: `new`, the harness's `ModelClient` against the cutting server; `echo`, the same client against plain
-vLLM's whole echo (the harness before the server cut); `old`, the path before that (the openai SDK's
+Contenders: `new`, the harness's `ModelClient` against the `cut` server; `echo`, the same client against plain
+vLLM (the harness before the server's middleware); `old`, the path before that (the openai SDK's
 `chat.completions.create` on one long-lived client, its reply recorded with the whole prompt's ids). Floors, the
-same requests encoded beforehand and their replies read with a blocking socket and no HTTP library (what the bytes
-cost by themselves): `socket` with the whole prompt's ids in the reply, `socket-cut` without them; and `wire`, the
-whole echo through aiohttp. Each round runs every contender at both lengths, interleaved (the order reversed every
+whole requests encoded beforehand and their whole replies read, nothing else: `socket`, with a blocking socket and
+no HTTP library (what those bytes cost by themselves), and `wire`, through aiohttp. Each round runs every contender at both lengths, interleaved (the order reversed every
 other round), so a busy machine slows the lengths alike; printed are min/median/max over rounds of the per-round
 ratios.
 """
@@ -41,12 +42,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import endpoints  # noqa: E402
 from harness.conversation import THINK_PREFILL, ChatConversation  # noqa: E402
 from harness.model import ModelClient, ModelReply  # noqa: E402
+from harness.messages_delta import HEADER as MESSAGES_HEADER  # noqa: E402
+from harness.messages_delta import UNKNOWN, Kept, parse, whole_body  # noqa: E402
 from harness.prompt_delta import HEADER, with_delta  # noqa: E402
 from rounds import describe, per_round  # noqa: E402
 
 MODEL, ASSISTANT, EOT = "bench-model", 3, 5
 ROLES = {"system": 1, "user": 2, "assistant": ASSISTANT}
-STEPS = 8  # timed steps per measurement, ending at the turn measured
+STEPS, REPEATS = 8, 3  # timed steps ending at the turn measured, and how many times they are run per measurement
+# how long the servers take to answer, early and late alike (a model's time): this server's own work grows with
+# the conversation, and on this 2-core machine a client that waits longer spends more CPU on the same call (a server
+# that answers 10 ms later costs the client about 0.4 ms more per call), which is not the harness's
+LATENCY = 0.03
 REPLY = "I should look at the failing test first, then at the function it calls. " * 14
 
 
@@ -76,10 +83,11 @@ def chat_reply(request: dict, turn: int, cache: dict) -> dict:
 
 
 def serve(cuts: bool) -> None:
-    """`cuts`: as a server that `cwm-eval serve` starts (its middleware cuts the prompt ids the request declares);
-    otherwise as plain vLLM, echoing the whole prompt."""
+    """`cuts`: as a server that `cwm-eval serve` starts (its middleware puts back the messages it keeps and cuts the
+    prompt ids the request declares); otherwise as plain vLLM, taking whole conversations and echoing whole prompts."""
     cache: dict[str, list[int]] = {}
     count = [0]
+    kept = Kept(1 << 30)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as vLLM's server
@@ -90,11 +98,11 @@ def serve(cuts: bool) -> None:
         def log_message(self, *args):
             pass
 
-        def _send(self, body: dict) -> None:
+        def _send(self, body: dict, status: int = 200) -> None:
             data = json.dumps(body, separators=(",", ":")).encode()
-            if cuts and self.headers.get(HEADER) is not None:
+            if cuts and status == 200 and self.headers.get(HEADER) is not None:
                 data = with_delta(data, self.headers[HEADER])
-            self.send_response(200)
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -107,9 +115,17 @@ def serve(cuts: bool) -> None:
                                                     "max_model_len": 262144}]})
 
         def do_POST(self):
-            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            answer_at = time.monotonic() + LATENCY
+            raw = self.rfile.read(int(self.headers["Content-Length"]))
+            declared = parse(self.headers.get(MESSAGES_HEADER) or "")
+            if cuts and declared:
+                raw = whole_body(raw, declared, kept)
+                if raw is None:
+                    return self._send({"error": {"type": UNKNOWN}}, 409)
             count[0] += 1
-            self._send(chat_reply(request, count[0], cache))
+            reply = chat_reply(json.loads(raw), count[0], cache)
+            time.sleep(max(0.0, answer_at - time.monotonic()))
+            self._send(reply)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     print(server.server_address[1], flush=True)
@@ -174,22 +190,23 @@ def conversation_at(client, turn: int) -> ChatConversation:
 
 
 async def cpu_per_step(client, turn: int) -> tuple[float, float]:
-    """Seconds of CPU per model call and per step, the median over the STEPS steps ending at `turn` (a step
-    preempted or slowed by the machine does not move it), after an untimed first call on the conversation so far (as
-    a run's earlier turns would have made)."""
-    first = turn - STEPS
-    conversation = conversation_at(client, first)
-    await conversation.sample(1024)
-    conversation.add("tool: bash", OBSERVATIONS[first])
-    gc.collect()  # every measurement starts with no collection owed for what came before it
+    """Seconds of CPU per model call and per step, the median over REPEATS runs of the STEPS steps ending at `turn`
+    (a step preempted or slowed by the machine does not move it), each after an untimed first call on the
+    conversation so far (as a run's earlier turns would have made)."""
     calls, steps = [], []
-    for step in range(first + 1, turn + 1):
-        before = time.process_time()
-        reply = await conversation.sample(1024)
-        calls.append(time.process_time() - before)
-        record(reply)
-        conversation.add("tool: bash", OBSERVATIONS[step])
-        steps.append(time.process_time() - before)
+    for _ in range(REPEATS):
+        first = turn - STEPS
+        conversation = conversation_at(client, first)
+        await conversation.sample(1024)
+        conversation.add("tool: bash", OBSERVATIONS[first])
+        gc.collect()  # every measurement starts with no collection owed for what came before it
+        for step in range(first + 1, turn + 1):
+            before = time.process_time()
+            reply = await conversation.sample(1024)
+            calls.append(time.process_time() - before)
+            record(reply)
+            conversation.add("tool: bash", OBSERVATIONS[step])
+            steps.append(time.process_time() - before)
     return statistics.median(calls), statistics.median(steps)
 
 
@@ -210,8 +227,6 @@ class Floors:
 
     def __init__(self, url: str, turns: tuple[int, int]):
         self.url, self.bodies = url, {turn: bodies_at(turn) for turn in turns}
-        self.uncut = {turn: [b.replace(b',"return_token_ids":true', b"") for b in bodies]
-                      for turn, bodies in self.bodies.items()}
         self.session = None
         host, port = url.split("//")[1].split("/")[0].split(":")
         self.socket, self.buffer = socket.create_connection((host, int(port))), bytearray(16 << 20)
@@ -225,14 +240,11 @@ class Floors:
                 await response.read()
         return ((time.process_time() - started) / STEPS,) * 2
 
-    async def bare(self, turn: int, bodies: dict | None = None) -> tuple[float, float]:
+    async def bare(self, turn: int) -> tuple[float, float]:
         started = time.process_time()
-        for body in (bodies or self.bodies)[turn]:
+        for body in self.bodies[turn]:
             self.exchange(body)
         return ((time.process_time() - started) / STEPS,) * 2
-
-    async def bare_cut(self, turn: int) -> tuple[float, float]:
-        return await self.bare(turn, self.uncut)
 
     def exchange(self, body: bytes) -> int:
         self.socket.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
@@ -251,16 +263,16 @@ class Floors:
 def sizes(floors: Floors, turn: int) -> str:
     request = len(floors.bodies[turn][-1])
     reply = floors.exchange(floors.bodies[turn][-1])
-    return f"turn {turn}: request {request / 1e3:.0f} KB, reply {reply / 1e3:.0f} KB with the whole prompt's ids"
+    return f"turn {turn}: request {request / 1e3:.0f} KB, reply {reply / 1e3:.0f} KB"
 
 
-async def cut_reply_size(client: ModelClient, turn: int) -> int:
-    """Bytes of a reply at `turn` from the cutting server."""
+async def cut_sizes(client: ModelClient, turn: int) -> tuple[int, int]:
+    """Bytes of a request and of its reply at `turn`, with the cutting server."""
     sizes, post = [], client.pool.post
 
-    async def measured(*args):
-        raw = await post(*args)
-        sizes.append(len(raw))
+    async def measured(path, body, headers=None):
+        raw = await post(path, body, headers)
+        sizes.append((sum(map(len, body)) if isinstance(body, tuple) else len(body), len(raw)))
         return raw
 
     client.pool.post = measured
@@ -277,11 +289,11 @@ async def measure(urls: dict[str, str], rounds: int, short: int, long: int) -> N
     new.check()
     echo.check()
     floors = Floors(urls["echo"], (short, long))
-    print(f"bytes per call: {sizes(floors, short)}; {sizes(floors, long)}; cut reply at turn {long}: "
-          f"{await cut_reply_size(new, long) / 1e3:.1f} KB")
+    request, reply = await cut_sizes(new, long)
+    print(f"bytes per call, whole: {sizes(floors, short)}; {sizes(floors, long)}; with the cut server at turn {long}: "
+          f"request {request / 1e3:.1f} KB, reply {reply / 1e3:.1f} KB")
     contenders = {"new": lambda turn: cpu_per_step(new, turn), "echo": lambda turn: cpu_per_step(echo, turn),
-                  "old": lambda turn: cpu_per_step(old, turn), "wire": floors.aiohttp, "socket": floors.bare,
-                  "socket-cut": floors.bare_cut}
+                  "old": lambda turn: cpu_per_step(old, turn), "wire": floors.aiohttp, "socket": floors.bare}
     runs = [(name, turn) for name in contenders for turn in (short, long)]
     times: dict[tuple[str, int], list[tuple[float, float]]] = {run: [] for run in runs}
     for name, turn in runs:  # warm-up: connections, imports, caches
@@ -304,12 +316,9 @@ def report(times: dict, short: int, long: int) -> None:
                   f"{1000 * statistics.median(b):.2f} ms (+{1000 * (statistics.median(b) - statistics.median(a)):.2f});"
                   f" ratio {long}/{short} per round: {describe(per_round(b, a))}"
                   + ("   target <= 1.20" if name == "new" else ""))
-    for name, floor in (("new", "socket-cut"), ("echo", "socket")):
-        own = {turn: [x - y for x, y in zip(series(name, turn, 0), series(floor, turn, 0))]
-               for turn in (short, long)}
-        print(f"{name} above the bytes' own cost ({floor}), the harness's own CPU per call: turn {short} "
-              f"{1000 * statistics.median(own[short]):.2f} ms, "
-              f"turn {long} {1000 * statistics.median(own[long]):.2f} ms")
+    own = {turn: [x - y for x, y in zip(series("echo", turn, 0), series("socket", turn, 0))] for turn in (short, long)}
+    print(f"echo above the whole bytes' own cost (socket), the harness's own CPU per call: turn {short} "
+          f"{1000 * statistics.median(own[short]):.2f} ms, turn {long} {1000 * statistics.median(own[long]):.2f} ms")
     for name in ("echo", "old"):
         print(f"{name} / new at turn {long}, whole step, per round: "
               f"{describe(per_round(series(name, long, 1), series('new', long, 1)))}")

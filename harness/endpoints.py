@@ -40,6 +40,8 @@ from urllib.parse import urlsplit
 import httpx
 import openai
 
+from harness.prompt_delta import digest as new_digest
+
 if TYPE_CHECKING:
     from harness.prompt_ids import IdsText
 
@@ -300,6 +302,11 @@ class Seen:
     digest: Any = None
     length: int = 0
     candidates: list = field(default_factory=list)
+    # what a server that keeps messages (harness/messages_delta.py) holds of this list: (bytes of its items' JSON,
+    # their digest) as last sent; `keeps` False once a server refused a delta body
+    items_digest: Any = field(default_factory=new_digest)
+    kept: tuple | None = None
+    keeps: bool | None = None
 
 
 class EncodedLists:
@@ -327,7 +334,9 @@ class EncodedLists:
         self._seen.move_to_end(id(items))
         if len(items) > entry.count:
             new = items[entry.count:]
-            entry.data = extended(entry.data, (b"," if entry.count else b"") + self._encode(new, variant))
+            added = (b"," if entry.count else b"") + self._encode(new, variant)
+            entry.data = extended(entry.data, added)
+            entry.items_digest.update(added)
             entry.count, entry.last = len(items), items[-1]
             self.encoded += len(new)
         return entry
@@ -343,10 +352,15 @@ def extended(data: bytearray, items: bytes) -> bytearray:
         return bytearray(data[:-len(CLOSE)]) + items + CLOSE
 
 
+def fields_head(fields: dict[str, Any]) -> bytes:
+    """`fields` as JSON, left open for the request's last value."""
+    return json.dumps(fields, separators=(",", ":"))[:-1].encode()
+
+
 def body_with(fields: dict[str, Any], key: str, closed: bytes | bytearray) -> tuple[bytes, bytes | bytearray]:
     """The request's JSON in two pieces, never joined: `fields` and `key`, then the array's encoded items followed
     by the request's close (`closed`: an `EncodedLists` entry's `data`, or `array(...)`)."""
-    return json.dumps(fields, separators=(",", ":"))[:-1].encode() + b',"' + key.encode() + b'":[', closed
+    return fields_head(fields) + b',"' + key.encode() + b'":[', closed
 
 
 def array(items: bytes) -> bytes:

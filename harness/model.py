@@ -15,8 +15,10 @@ import httpx
 import openai
 from pydantic import BaseModel
 
-from harness.endpoints import EncodedLists, EndpointHung, EndpointPool, array, body_with, status_of
+from harness.endpoints import EncodedLists, EndpointHung, EndpointPool, array, body_with, fields_head, status_of
 from harness.errors import UserError
+from harness.messages_delta import HEADER as MESSAGES_HEADER
+from harness.messages_delta import answered, delta_request, whole_declaration
 from harness.prompt_delta import HEADER as PROMPT_IDS_HEADER
 from harness.prompt_delta import SENT as PROMPT_IDS_SENT
 from harness.prompt_ids import cut_prompt_ids, declaration, encode_ids, prompt_fields
@@ -230,14 +232,17 @@ class ModelClient:
             extra.pop("chat_template_kwargs", None)
         return extra
 
-    async def _with_retries(self, path: str, body: bytes | tuple, headers: dict | None = None) -> bytes:
+    async def _with_retries(self, path: str, body: bytes | tuple, headers: dict | None = None,
+                            refusals: tuple = ()) -> bytes:
         """The reply's body to `body` from the pool, retried on server faults within the retry window; ModelServerError
-        after that."""
+        after that. The `refusals` (openai exception classes) are raised as they come."""
         started, first_failure, attempt = time.monotonic(), None, 0
         while True:
             attempt += 1
             try:
                 return await self.pool.post(path, body, headers)
+            except refusals:
+                raise
             except openai.BadRequestError as exc:
                 if "context" in str(exc).lower() or "too long" in str(exc).lower():
                     raise ContextLimitExceeded(str(exc)) from None
@@ -280,9 +285,8 @@ class ModelClient:
         seen = self._messages.seen(messages, vllm)
         options = {"logprobs": True, "top_logprobs": 0} if self.logprobs else {}
         options.update(self._structured(structured, vllm))
-        raw = await self._with_retries("/chat/completions", body_with(self._fields(max_tokens, options, vllm, True),
-                                                                 "messages", seen.data),
-                                       {PROMPT_IDS_HEADER: declaration(seen)} if vllm else None)
+        head = fields_head(self._fields(max_tokens, options, vllm, True))
+        raw = await self._chat_raw(seen, head, vllm)
         with _parsing(raw):
             reply, prompt_ids = cut_prompt_ids(raw)
             choice = reply["choices"][0]
@@ -290,7 +294,27 @@ class ModelClient:
             logprobs = [t["logprob"] for t in content] if content else None
             text = choice["message"].get("content") or ""
             ids = prompt_fields(seen, reply, prompt_ids, choice.get("token_ids"))
+            answered(seen)
             return self._reply(reply, choice, text, started, logprobs, max_tokens, version, ids)
+
+    async def _chat_raw(self, seen, head: bytes, vllm: bool) -> bytes:
+        """The reply to a chat request: only the messages the server does not keep yet when it keeps them
+        (harness/messages_delta.py), all of them otherwise or when it no longer has the rest."""
+        headers = {PROMPT_IDS_HEADER: declaration(seen)} if vllm else {}
+        delta = delta_request(seen, head) if vllm else None
+        if delta is not None:
+            body, declared = delta
+            try:
+                return await self._with_retries("/chat/completions", body, {**headers, MESSAGES_HEADER: declared},
+                                                refusals=(openai.BadRequestError, openai.ConflictError))
+            except openai.ConflictError:  # it no longer keeps them (restarted, another server, its memory budget)
+                pass
+            except openai.BadRequestError:  # it does not put them back: all of them, from now on
+                seen.keeps = False
+        whole = (head + b',"messages":[', seen.data)
+        if vllm:
+            headers[MESSAGES_HEADER] = whole_declaration(whole[0])
+        return await self._with_retries("/chat/completions", whole, headers or None)
 
     async def complete(self, prompt_ids: list[int], max_tokens: int, logprobs: bool = False,
                        structured: dict[str, Any] | None = None) -> ModelReply:

@@ -20,8 +20,8 @@ CACHE = Path(os.environ.get("CWM_EVAL_CACHE", Path.home() / ".cache" / "cwm-eval
 EMBEDDED = "smollm2-135m"
 DEFAULT_PORT = 8000
 PROJECT = Path(__file__).resolve().parents[1]
-# cuts a chat reply's prompt token ids after those the client declares it has (harness/prompt_delta.py)
-PROMPT_IDS_MIDDLEWARE = "harness.prompt_delta.PromptIdsDelta"
+# a chat request's messages and its reply's prompt token ids as deltas (harness/messages_delta.py, prompt_delta.py)
+MIDDLEWARE = ("harness.messages_delta.MessagesDelta", "harness.prompt_delta.PromptIdsDelta")
 CWM_STOP_TOKEN_IDS = [128001, 128008, 128009]  # <|end_of_text|>, <|eom_id|>, <|eot_id|>
 
 
@@ -83,7 +83,7 @@ def vllm_command(preset: Preset, *, host: str, port: int, extra: list[str] | Non
     # `python -m` rather than the `vllm` script, which fails on a package-metadata lookup in the CPU build
     return [vllm_python(), "-m", "vllm.entrypoints.openai.api_server", "--model", preset.model,
             "--served-model-name", preset.served_name, "--host", host, "--port", str(port),
-            "--middleware", PROMPT_IDS_MIDDLEWARE, *preset.args, *(extra or [])]
+            *(arg for middleware in MIDDLEWARE for arg in ("--middleware", middleware)), *preset.args, *(extra or [])]
 
 
 def vllm_env(preset: Preset) -> dict[str, str]:

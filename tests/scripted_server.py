@@ -140,6 +140,10 @@ class ScriptedServer:
                       "total_tokens": prompt_tokens + completion_tokens},
         }
 
+    def receive(self, raw: bytes, headers) -> bytes | None:
+        """A request's bytes as the server takes them (None: refused as a delta of messages it does not keep)."""
+        return raw
+
     def encode(self, body: dict, headers) -> bytes:
         """A successful reply's bytes (`headers`: the request's, whose prompt-ids declaration is kept)."""
         if "choices" in body:
@@ -201,7 +205,10 @@ class ScriptedServer:
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                request = json.loads(self.rfile.read(length)) if length else {}
+                raw = server.receive(self.rfile.read(length) if length else b"", self.headers)
+                if raw is None:  # a delta of messages it does not keep (harness/messages_delta.py)
+                    return self._send(409, openai_error("messages not kept", kind="cwm_eval_messages_unknown"))
+                request = json.loads(raw) if raw else {}
                 if server.frozen:
                     return self._hang()
                 if self._refused_key():
@@ -212,6 +219,8 @@ class ScriptedServer:
                 completions = self.path.endswith("/v1/completions")
                 if not completions and not self.path.endswith("/chat/completions"):
                     return self._send(404, {"error": "not found"})
+                if not completions and "messages" not in request:  # as vLLM's validation answers
+                    return self._send(400, openai_error("messages: Field required", param="messages"))
                 problem = strict_problem(self.path, request) if server.strict else None
                 if problem:
                     server.rejected.append(problem)

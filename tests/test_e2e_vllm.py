@@ -95,9 +95,9 @@ def test_cwm_agent_against_the_real_model(served, tmp_path):
 
 
 def test_the_served_model_cuts_prompt_ids_that_rebuild_what_vllm_echoes(served):
-    """`serve` mounts harness/prompt_delta.py's middleware: each reply after the first carries only the prompt ids
-    the client did not declare, and the records rebuild, id for id, the whole prompt vLLM itself echoes for the
-    same messages."""
+    """`serve` mounts harness/messages_delta.py's and prompt_delta.py's middleware: each request after the first
+    sends only the new messages and each reply carries only the new prompt ids, and the records rebuild, id for id,
+    the whole prompt vLLM itself echoes for the whole messages (so vLLM got the whole conversation every time)."""
     import asyncio
 
     import httpx
@@ -105,11 +105,12 @@ def test_the_served_model_cuts_prompt_ids_that_rebuild_what_vllm_echoes(served):
     from harness.model import ModelClient
 
     _, url = served
-    client, raws, replies, echoed = ModelClient(url, model=EMBEDDED), [], [], []
+    client, raws, replies, echoed, deltas = ModelClient(url, model=EMBEDDED), [], [], [], []
     post = client.pool.post
 
-    async def recorded(*args):
-        raws.append(await post(*args))
+    async def recorded(path, body, headers=None):
+        deltas.append(b'"cwm_eval_messages_after":[' in body[0])
+        raws.append(await post(path, body, headers))
         return raws[-1]
 
     client.pool.post = recorded
@@ -133,6 +134,7 @@ def test_the_served_model_cuts_prompt_ids_that_rebuild_what_vllm_echoes(served):
         previous = prompts[-1] + reply.completion_token_ids
     assert prompts == echoed and len(echoed[-1]) > 2 * len(echoed[0])
     assert all(b'"prompt_token_ids":null,"prompt_token_ids_offset":' in raw for raw in raws)  # cut by the server
+    assert deltas == [False, True, True, True, True]  # the new messages only, after the first call
     assert all(reply.prompt_token_ids_offset > len(prompt) // 2 for reply, prompt in zip(replies[1:], prompts))
 
 

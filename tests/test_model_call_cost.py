@@ -21,6 +21,8 @@ import harness.prompt_ids as prompt_ids
 from harness.conversation import THINK_PREFILL, ChatConversation
 from harness.endpoints import EncodedLists, status_error
 from harness.model import ModelClient
+from harness.messages_delta import HEADER as MESSAGES_HEADER
+from harness.messages_delta import Kept, parse, whole_body
 from harness.prompt_delta import HEADER, SENT, with_delta
 from harness.prompt_ids import IdsText, cut_prompt_ids, shared_ids
 
@@ -42,8 +44,18 @@ class TokenIdServer(ScriptedServer):
         super().__init__(turns)
         self.generation = [ASSISTANT] + (chars(THINK_PREFILL) if prefill_in_template else [])
         self.prompts: list[list[int]] = []
-        self.cuts = cuts  # as a server with harness/prompt_delta.py's middleware
+        # as a server `cwm-eval serve` starts: its middleware cuts the prompt ids (harness/prompt_delta.py) and
+        # puts back the messages it keeps (harness/messages_delta.py)
+        self.cuts, self.kept = cuts, Kept(1 << 30)
+        self.received: list[int] = []  # each request's bytes, as sent
+        self.deltas: list[bool] = []  # whether each request sent only the messages after those kept
         self.sent: list[int] = []  # each reply's bytes
+
+    def receive(self, raw: bytes, headers) -> bytes | None:
+        self.received.append(len(raw))
+        self.deltas.append(b'"cwm_eval_messages_after":[' in raw)
+        declared = parse(headers.get(MESSAGES_HEADER) or "")
+        return whole_body(raw, declared, self.kept) if self.cuts and declared else raw
 
     def encode(self, body: dict, headers) -> bytes:
         data = json.dumps(body, separators=(",", ":")).encode()
@@ -282,7 +294,7 @@ def count_calls(monkeypatch, turns: int = TURNS, cuts: bool = False) -> dict[str
                 conversation.add("tool: bash", f"{OBSERVATION} {turn:03d}")
 
         asyncio.run(run())
-    counts.per_call["reply"] = server.sent
+    counts.per_call["reply"], counts.per_call["request"] = server.sent, server.received
     return counts.per_call
 
 
@@ -299,8 +311,10 @@ def test_what_a_call_costs_does_not_grow_with_the_conversation(monkeypatch, cuts
         assert growth(per_call[name]) <= 1.05, (name, per_call[name][10:20], per_call[name][-10:])
         assert min(per_call[name][1:]) > 0, name
     assert set(per_call["sdk_transforms"]) == {0}
-    # the reply: the whole prompt's ids from vLLM; from a server that cuts them, the same size late as early
-    assert growth(per_call["reply"]) <= 1.05 if cuts else growth(per_call["reply"]) > 5
+    # on the wire: the whole conversation and the whole prompt's ids with vLLM; with a server that keeps the
+    # messages and cuts the ids, the same bytes each way late in the conversation as early
+    for name in ("request", "reply"):
+        assert growth(per_call[name]) <= 1.05 if cuts else growth(per_call[name]) > 5, (name, per_call[name][-3:])
 
 
 def test_the_counts_see_a_call_that_grows_with_the_conversation(monkeypatch):
