@@ -55,10 +55,11 @@ def test_local_folder_and_hub_id(tmp_path):
     assert flag(dry_run("Qwen/Qwen3-8B"), "--model") == "Qwen/Qwen3-8B"
 
 
-def test_every_preset_serves_with_the_prompt_ids_middleware_on_the_path(tmp_path):
+def test_every_preset_serves_with_the_delta_middleware_on_the_path(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     for argv in (dry_run(), dry_run("cwm"), dry_run(str(tmp_path)), dry_run("Qwen/Qwen3-8B")):
-        assert flag(argv, "--middleware") == "harness.prompt_delta.PromptIdsDelta"
+        mounted = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--middleware"]
+        assert mounted == ["harness.messages_delta.MessagesDelta", "harness.prompt_delta.PromptIdsDelta"]
         assert f"PYTHONPATH={Path(__file__).resolve().parents[1]}" in argv  # where vLLM imports it from
 
 
