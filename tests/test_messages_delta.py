@@ -15,8 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_model_call_cost import TokenIdServer, drive
-from test_prompt_delta import rebuilt
+from token_id_server import TokenIdServer, drive, rebuilt
 
 from harness.messages_delta import DELTA_KEY, HEADER, UNKNOWN, WHOLE_KEY, Kept, whole_body
 from harness.model import ModelClient

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from scripted_server import ScriptedServer
-from test_model_call_cost import EOT, TokenIdServer, drive
+from token_id_server import EOT, TokenIdServer, drive, rebuilt
 
 from harness.model import ModelClient, ModelServerError
 from harness.prompt_delta import HEADER, NONE_HELD, SENT, candidate, digest, with_delta
@@ -76,16 +76,6 @@ class TemplateServer(TokenIdServer):
             self.prompts[-1][1] = 7  # the system message's first id, from this call on
             reply["prompt_token_ids"] = self.prompts[-1]
         return reply
-
-
-def rebuilt(replies) -> list[list[int]]:
-    prompts, previous = [], []
-    for reply in replies:
-        prompt = (reply.prompt_token_ids if reply.prompt_token_ids is not None
-                  else previous[:reply.prompt_token_ids_offset] + reply.prompt_token_ids_delta)
-        prompts.append(prompt)
-        previous = prompt + reply.completion_token_ids
-    return prompts
 
 
 def test_an_earlier_turn_rendered_anew_gets_the_whole_prompt_then_cuts_resume():
