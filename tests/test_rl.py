@@ -214,7 +214,9 @@ def test_two_async_steps_update_the_running_server_and_resume_continues(rl_serve
     before = probe(url, fixed)
     suite = load_suite("demo")
     out = tmp_path / "rl"
-    cwm = CwmConfig(tools=["bash", "submit"], max_turns=3, max_action_len=16)
+    # trials long enough that one is still sampling when the trainer pushes (the async sampler never waits for it);
+    # with 3 turns a whole trial could fit inside one training step, and no turn spanned an update
+    cwm = CwmConfig(tools=["bash", "submit"], max_turns=8, max_action_len=16)
 
     def train(steps: int, resume: bool) -> None:
         train_rl(suite=suite, tasks=suite.load(["demo__calc-1"]), cwm=cwm,
