@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from harness.endpoints import EncodedLists, EndpointHung, EndpointPool, array, body_with, fields_head, status_of
 from harness.errors import UserError
 from harness.messages_delta import HEADER as MESSAGES_HEADER
-from harness.messages_delta import answered, delta_request, whole_declaration
+from harness.messages_delta import WHOLE_KEY, answered, delta_request, whole_declaration
 from harness.prompt_delta import HEADER as PROMPT_IDS_HEADER
 from harness.prompt_delta import SENT as PROMPT_IDS_SENT
 from harness.prompt_ids import cut_prompt_ids, declaration, encode_ids, prompt_fields
@@ -311,7 +311,7 @@ class ModelClient:
                 pass
             except openai.BadRequestError:  # it does not put them back: all of them, from now on
                 seen.keeps = False
-        whole = (head + b',"messages":[', seen.data)
+        whole = (head + b"," + WHOLE_KEY, seen.data)
         if vllm:
             headers[MESSAGES_HEADER] = whole_declaration(whole[0])
         return await self._with_retries("/chat/completions", whole, headers or None)

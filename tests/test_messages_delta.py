@@ -6,22 +6,16 @@ or one that is not ours: the whole conversation is sent, and nothing is ever sam
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
+from asgi_server import served
 from token_id_server import TokenIdServer, drive, rebuilt
 
 from harness.messages_delta import DELTA_KEY, HEADER, UNKNOWN, WHOLE_KEY, Kept, whole_body
 from harness.model import ModelClient
 from harness.prompt_delta import digest
 
-PROJECT = Path(__file__).resolve().parents[1]
 HEAD = b'{"model":"m","max_tokens":8,'
 FIRST, SECOND = b'{"role":"system","content":"sys"},{"role":"user","content":"fix it"}', \
     b'{"role":"assistant","content":"ok"},{"role":"tool: bash","content":"a \\"quoted\\" ]} line"}'
@@ -154,25 +148,8 @@ uvicorn.run(MessagesDelta(app), host="127.0.0.1", port=int(sys.argv[1]), log_lev
 
 @pytest.fixture(scope="module")
 def asgi_url():
-    python = os.environ.get("CWM_EVAL_VLLM_PYTHON", sys.executable)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([python, "-c", APP, str(port)], env={**os.environ, "PYTHONPATH": str(PROJECT)},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert server.poll() is None, server.stdout.read()
-        try:
-            httpx.get(url, timeout=1)
-            break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "uvicorn did not come up"
-            time.sleep(0.2)
-    yield f"{url}/v1/chat/completions"
-    server.terminate()
-    server.wait(timeout=10)
+    with served(APP) as url:
+        yield f"{url}/v1/chat/completions"
 
 
 def test_the_app_behind_the_middleware_gets_the_whole_body(asgi_url):

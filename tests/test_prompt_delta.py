@@ -6,22 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
+from asgi_server import served
 from scripted_server import ScriptedServer
 from token_id_server import EOT, TokenIdServer, drive, rebuilt
 
 from harness.model import ModelClient, ModelServerError
 from harness.prompt_delta import HEADER, NONE_HELD, SENT, candidate, digest, with_delta
 
-PROJECT = Path(__file__).resolve().parents[1]
 IDS = b"11,22,333,44,55"
 
 
@@ -196,25 +190,8 @@ uvicorn.run(PromptIdsDelta(app), host="127.0.0.1", port=int(sys.argv[1]), log_le
 
 @pytest.fixture(scope="module")
 def asgi_url():
-    python = os.environ.get("CWM_EVAL_VLLM_PYTHON", sys.executable)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([python, "-c", APP, str(port)], env={**os.environ, "PYTHONPATH": str(PROJECT)},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert server.poll() is None, server.stdout.read()
-        try:
-            httpx.post(f"{url}/v1/completions", json={}, timeout=1)
-            break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "uvicorn did not come up"
-            time.sleep(0.2)
-    yield url
-    server.terminate()
-    server.wait(timeout=10)
+    with served(APP) as url:
+        yield url
 
 
 def test_the_middleware_cuts_chat_json_in_a_real_asgi_server(asgi_url):
